@@ -1,0 +1,182 @@
+//! Helpers to drive the real `deskprobe` binary against the loopback servers: a config for
+//! the servers, running commands, reading the store.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::support::MailServers;
+
+/// Environment variable holding the test mailbox password (never in the config).
+pub const PASSWORD_ENV: &str = "DESKPROBE_TEST_PASSWORD";
+
+/// How the test config reaches the servers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `smtp://` + `imap://` with `tls = "none"` (loopback only).
+    Plaintext,
+    /// `smtps://` + `imaps://`, trusting the test CA.
+    ImplicitTls,
+    /// `smtp://` + `imap://` with STARTTLS required, trusting the test CA.
+    StartTls,
+}
+
+/// A probes.toml for the servers: one target `kucoin` whose support desk is
+/// `support@localhost`, one persona `lin` (`probe@localhost`, plus-addressing on).
+pub fn config_text(servers: &MailServers, transport: Transport) -> String {
+    let (smtp, imap, tls) = match transport {
+        Transport::Plaintext => (
+            format!("smtp://127.0.0.1:{}", servers.smtp_port()),
+            format!("imap://127.0.0.1:{}", servers.imap_port()),
+            r#"tls = "none""#.to_owned(),
+        ),
+        Transport::ImplicitTls => (
+            format!("smtps://localhost:{}", servers.smtps_port()),
+            format!("imaps://localhost:{}", servers.imaps_port()),
+            format!("ca-file = {:?}", servers.ca_pem().display().to_string()),
+        ),
+        Transport::StartTls => (
+            format!("smtp://localhost:{}", servers.smtp_port()),
+            format!("imap://localhost:{}", servers.imap_port()),
+            format!("ca-file = {:?}", servers.ca_pem().display().to_string()),
+        ),
+    };
+    format!(
+        r#"
+[settings]
+vantage = "it"
+send-timeout = "10s"
+
+[[mailbox]]
+id = "shopper"
+smtp = "{smtp}"
+imap = "{imap}"
+{tls}
+username = "probe"
+password-env = "{PASSWORD_ENV}"
+folders = ["INBOX", "Junk"]
+plus-addressing = true
+
+[[persona]]
+id = "lin"
+name = "Lin Wei"
+email = "probe@localhost"
+mailbox = "shopper"
+languages = ["en", "zh"]
+
+[[script]]
+id = "withdrawal"
+urgency = "urgent"
+expect = ['(?i)txid']
+vars = {{ hours = "36" }}
+[script.text.en]
+subject = "Withdrawal still pending"
+body = """Hello, my USDT withdrawal has been pending for {{{{ hours }}}} hours.
+Could you check it? Case {{{{ token }}}}.
+{{{{ persona.name }}}}
+"""
+[script.text.zh]
+subject = "提币一直未到账"
+body = "你好，我的USDT提币已经{{{{ hours }}}}小时没有到账。编号 {{{{ token }}}}"
+
+[[target]]
+id = "kucoin"
+name = "KuCoin"
+timezone = "Asia/Singapore"
+verified = true
+[target.claims]
+source = "https://claims.example/kucoin"
+captured = "2026-11-01"
+availability = "24/7"
+languages = ["en", "zh"]
+first-response = {{ email = "24h" }}
+[[target.channel]]
+kind = "email"
+address = "support@localhost"
+[target.rules]
+auto-ack-subject = ['^\[Request received\]']
+
+[[target]]
+id = "okx"
+name = "OKX"
+timezone = "Asia/Dubai"
+[target.claims]
+source = "https://claims.example/okx"
+captured = "2026-11-01"
+availability = "24/7"
+[[target.channel]]
+kind = "email"
+address = "support@localhost"
+"#
+    )
+}
+
+/// Writes the config into the servers' temp dir and returns its path.
+pub fn write_config(servers: &MailServers, transport: Transport) -> PathBuf {
+    let path = servers.dir().join("probes.toml");
+    std::fs::write(&path, config_text(servers, transport)).expect("write test config");
+    path
+}
+
+/// The database path the tests use.
+pub fn db_path(servers: &MailServers) -> PathBuf {
+    servers.dir().join("deskprobe.db")
+}
+
+/// Runs `deskprobe ARGS --config CONFIG --db DB` and returns its output.
+pub async fn run(config: &Path, db: &Path, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_deskprobe"));
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--db")
+        .arg(db)
+        .env(PASSWORD_ENV, MailServers::PASSWORD)
+        .env("RUST_LOG", "deskprobe=debug")
+        .kill_on_drop(true);
+    cmd.output().await.expect("run deskprobe")
+}
+
+/// Like [`run`], but panics with stdout/stderr unless the exit code is `code`.
+pub async fn run_ok(config: &Path, db: &Path, args: &[&str], code: i32) -> String {
+    let out = run(config, db, args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "deskprobe {args:?} exited {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Sends one probe with the CLI and returns its id.
+pub async fn send_probe(config: &Path, db: &Path) -> String {
+    let out = run_ok(
+        config,
+        db,
+        &[
+            "send",
+            "--target",
+            "kucoin",
+            "--channel",
+            "email",
+            "--script",
+            "withdrawal",
+        ],
+        0,
+    )
+    .await;
+    out.trim().to_owned()
+}
+
+/// A header's value in raw RFC 5322 bytes (first occurrence, unfolded).
+pub fn header(raw: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    unfolded.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
