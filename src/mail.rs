@@ -82,13 +82,26 @@ impl ParsedMail {
 pub fn parse(raw: &[u8]) -> ParsedMail {
     // `mail-parser` promises not to panic, but it is third-party code fed hostile bytes; a panic
     // there must cost one message, not the daemon.
-    match catch_unwind(AssertUnwindSafe(|| parse_inner(raw))) {
+    let mut mail = match catch_unwind(AssertUnwindSafe(|| parse_inner(raw))) {
         Ok(mail) => mail,
         Err(_) => ParsedMail {
             problems: vec!["the MIME parser failed on this message; only raw bytes kept".into()],
             ..ParsedMail::default()
         },
+    };
+    if mail.from.is_none()
+        && mail.subject.is_empty()
+        && mail.text.trim().is_empty()
+        && !raw.is_empty()
+    {
+        // Nothing readable as a message: keep the bytes readable as text so a probe token in
+        // them can still tie the message to its probe.
+        let cut = &raw[..raw.len().min(MAX_TEXT_BYTES)];
+        mail.text = String::from_utf8_lossy(cut).replace('\0', "");
+        mail.problems
+            .push("no header could be read; the raw bytes were read as text".into());
     }
+    mail
 }
 
 fn parse_inner(raw: &[u8]) -> ParsedMail {
@@ -593,5 +606,16 @@ mod tests {
         assert_eq!(m.subject, "lf only");
         assert_eq!(m.message_id.as_deref(), Some("x@y"));
         assert_eq!(m.text.trim(), "body");
+    }
+
+    #[test]
+    fn unreadable_bytes_are_kept_as_text() {
+        let m = parse(b"Subject: dp0123456789");
+        assert!(m.text.contains("dp0123456789"), "{m:?}");
+        assert!(
+            m.problems
+                .iter()
+                .any(|p| p.contains("raw bytes were read as text"))
+        );
     }
 }

@@ -485,8 +485,9 @@ pub struct Claims {
     pub source: String,
     /// When they were read.
     pub captured: jiff::civil::Date,
-    /// When support is said to be staffed.
-    pub availability: Availability,
+    /// When support is said to be staffed; `None` when no such claim was found (then no
+    /// 24/7 or calendar verdict is computed).
+    pub availability: Option<Availability>,
     /// Languages support is said to answer in.
     pub languages: Vec<String>,
     /// Promised first-response time per channel, where one is promised.

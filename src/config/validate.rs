@@ -15,7 +15,7 @@ use crate::model::{ChannelKind, Rules, Urgency};
 
 use super::locate::{Anchor, KeyPath, Seg, Tree, line_col};
 use super::raw::{self, Any, RawConfig, RawPerChannel};
-use super::secret::{self, SecretError, SecretSource};
+use super::secret::{self, SecretSource};
 use super::{
     Availability, Calendar, Claims, Config, Diagnostic, Endpoint, Limits, Mailbox, MissedPolicy,
     PerChannel, Persona, Schedule, Script, ScriptText, Security, Settings, Stratify, Target,
@@ -122,31 +122,36 @@ struct Declared {
 
 fn declared(raw: &RawConfig) -> Declared {
     let ids = |id: &Option<String>| id.clone().filter(|s| !s.is_empty());
+    // On a duplicate id the first item wins, as everywhere else; `id` reports the duplicate.
+    fn first<V>(pairs: impl Iterator<Item = (String, V)>) -> BTreeMap<String, V> {
+        let mut map = BTreeMap::new();
+        for (k, v) in pairs {
+            map.entry(k).or_insert(v);
+        }
+        map
+    }
+    let kinds = |t: &raw::RawTarget| -> Vec<ChannelKind> {
+        let kind = |c: &raw::RawChannel| c.kind.as_deref()?.parse().ok();
+        t.channel.iter().filter_map(kind).collect()
+    };
     Declared {
         mailboxes: raw.mailbox.iter().filter_map(|m| ids(&m.id)).collect(),
         calendars: raw.calendar.iter().filter_map(|c| ids(&c.id)).collect(),
-        personas: raw
-            .persona
-            .iter()
-            .filter_map(|p| Some((ids(&p.id)?, p.languages.clone().unwrap_or_default())))
-            .collect(),
-        scripts: raw
-            .script
-            .iter()
-            .filter_map(|s| Some((ids(&s.id)?, s.text.keys().cloned().collect())))
-            .collect(),
-        targets: raw
-            .target
-            .iter()
-            .filter_map(|t| {
-                let kinds = t
-                    .channel
-                    .iter()
-                    .filter_map(|c| c.kind.as_deref()?.parse().ok())
-                    .collect();
-                Some((ids(&t.id)?, kinds))
-            })
-            .collect(),
+        personas: first(
+            raw.persona
+                .iter()
+                .filter_map(|p| Some((ids(&p.id)?, p.languages.clone().unwrap_or_default()))),
+        ),
+        scripts: first(
+            raw.script
+                .iter()
+                .filter_map(|s| Some((ids(&s.id)?, s.text.keys().cloned().collect()))),
+        ),
+        targets: first(
+            raw.target
+                .iter()
+                .filter_map(|t| Some((ids(&t.id)?, kinds(t)))),
+        ),
     }
 }
 
@@ -372,12 +377,7 @@ impl<'i> Validator<'i> {
         let username = self.required_text(path, "username", m.username.as_deref());
         let password = match (m.password_env, m.password_file) {
             (Some(name), None) => {
-                let valid = name
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if valid {
+                if is_identifier(&name) {
                     Some(SecretSource::Env(name))
                 } else {
                     let msg = format!("`{name}` is not an environment variable name");
@@ -393,16 +393,8 @@ impl<'i> Validator<'i> {
                 let full = self.dir.join(&file);
                 match secret::check_file_mode(&full) {
                     Ok(()) => Some(SecretSource::File(full)),
-                    Err(e @ SecretError::Permissions { .. }) => {
-                        self.err(&path.key("password-file"), e.to_string());
-                        None
-                    }
                     Err(e) => {
-                        let msg = format!(
-                            "{e}: {}",
-                            std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
-                        );
-                        self.err(&path.key("password-file"), msg);
+                        self.err(&path.key("password-file"), error_chain(&e));
                         None
                     }
                 }
@@ -498,11 +490,7 @@ impl<'i> Validator<'i> {
         let mut vars_ok = true;
         for (name, value) in s.vars {
             let vpath = path.key("vars").key(&name);
-            let ident = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let ident = is_identifier(&name);
             if !ident {
                 self.push(
                     &vpath,
@@ -736,20 +724,17 @@ impl<'i> Validator<'i> {
                 None
             }
         };
-        let availability = self
-            .required(path, "availability", c.availability.as_deref())
-            .and_then(|a| {
-                if a == "24/7" {
-                    Some(Availability::AlwaysOn)
-                } else if decl.calendars.contains(a) {
-                    Some(Availability::Calendar(a.to_owned()))
-                } else {
-                    let msg =
-                        format!("expected \"24/7\" or a calendar id, but no calendar has id `{a}`");
-                    self.err(&path.key("availability"), msg);
-                    None
-                }
-            });
+        let availability = match c.availability.as_deref() {
+            None => Some(None),
+            Some("24/7") => Some(Some(Availability::AlwaysOn)),
+            Some(a) if decl.calendars.contains(a) => Some(Some(Availability::Calendar(a.into()))),
+            Some(a) => {
+                let msg =
+                    format!("expected \"24/7\" or a calendar id, but no calendar has id `{a}`");
+                self.err(&path.key("availability"), msg);
+                None
+            }
+        };
         let languages = self.languages(&path.key("languages"), c.languages, false);
         let fr = c.first_response.unwrap_or_default();
         let fpath = path.key("first-response");
@@ -882,12 +867,8 @@ impl<'i> Validator<'i> {
             .and_then(|text| match cron::Schedule::from_str(text) {
                 Ok(c) => Some((c, text.to_owned())),
                 Err(e) => {
-                    let mut msg = format!("invalid cron expression `{text}`: {e}");
-                    if text.split_whitespace().count() == 5 {
-                        msg.push_str(
-                            " (the first field is seconds: sec min hour day month weekday)",
-                        );
-                    }
+                    let reason = cron_reason(text, &e);
+                    let msg = format!("invalid cron expression `{text}`: {reason}");
                     self.err(&path.key("cron"), msg);
                     None
                 }
@@ -1259,7 +1240,10 @@ impl<'i> Validator<'i> {
             );
             return None;
         }
-        for (key, value) in table {
+        // In file order, so that a day given twice is reported at its second mention.
+        let mut entries: Vec<(&String, &Any)> = table.iter().collect();
+        entries.sort_by_key(|(key, _)| self.tree.span(&path.key(key), Anchor::Key).start);
+        for (key, value) in entries {
             let kpath = path.key(key);
             let day = |d: &str| DAYS.iter().position(|x| *x == d);
             let range = match key.split_once('-') {
@@ -1319,6 +1303,26 @@ impl<'i> Validator<'i> {
             }
         }
         ok.then_some(hours)
+    }
+}
+
+/// One line saying why the cron crate refused `text`. Its own message is the expression, a caret
+/// line, then (sometimes) a reason.
+fn cron_reason(text: &str, e: &cron::error::Error) -> String {
+    let fields = text.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return format!(
+            "expected 6 or 7 fields (sec min hour day-of-month month day-of-week [year]), found {fields}"
+        );
+    }
+    let shown = e.to_string();
+    let mut lines = shown.lines().skip(1);
+    let at = lines.next().and_then(|l| l.find('^')).map(|i| i + 1);
+    let reason: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
+    match (reason.is_empty(), at) {
+        (false, _) => reason.join(" "),
+        (true, Some(at)) => format!("syntax error at character {at}"),
+        (true, None) => "syntax error".to_owned(),
     }
 }
 
@@ -1442,6 +1446,26 @@ fn parse_interval(s: &str) -> Result<(u16, u16), String> {
         return Err(format!("`{s}`: the end must be after the start"));
     }
     Ok((start, end))
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: environment variable and template variable names.
+fn is_identifier(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 fn is_email(s: &str) -> bool {

@@ -221,6 +221,8 @@ async fn recreate_folder_changes_uidvalidity() {
     session.logout().await.unwrap();
 
     servers.recreate_folder("probe", "Junk").await;
+    // Creating an existing folder is a no-op.
+    servers.create_folder("probe", "Junk").await;
 
     let mut session = servers.imap("probe").await;
     let after = session.select("Junk").await.unwrap();

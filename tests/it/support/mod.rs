@@ -2,8 +2,9 @@
 //! SMTP relay that delivers through Dovecot's LMTP, all on 127.0.0.1 in a temp dir.
 //!
 //! `MailServers::start()` takes well under a second; every test starts its own servers, so
-//! tests never share a mailbox. See /work/shared/TESTENV.md (Dovecot gotchas) for why things
-//! are done the way they are; `scripts/install-test-deps` installs the servers.
+//! tests never share a mailbox. `scripts/install-test-deps` installs the servers (Debian's
+//! dovecot-imapd, dovecot-lmtpd, python3-aiosmtpd). Set `DESKPROBE_KEEP_TEST_DIRS=1` to keep
+//! each test's dir (configs, `dovecot.log`, `smtp.log`, Maildirs) for debugging.
 
 // Not every test binary module uses every helper.
 #![allow(dead_code)]
@@ -52,10 +53,16 @@ impl MailServers {
     /// tail if either cannot start: a missing server is a failure, never a skipped test.
     pub async fn start() -> MailServers {
         tls::install_crypto_provider();
+        // DESKPROBE_KEEP_TEST_DIRS=1 keeps the dirs (configs, logs, mail) for debugging.
+        let keep = std::env::var_os("DESKPROBE_KEEP_TEST_DIRS").is_some();
         let dir = tempfile::Builder::new()
             .prefix("deskprobe-it-")
+            .disable_cleanup(keep)
             .tempdir()
             .expect("create temp dir");
+        if keep {
+            eprintln!("mail servers in {}", dir.path().display());
+        }
         // Dovecot's mail and login users (not us when we are root) must reach the files.
         std::fs::set_permissions(
             dir.path(),
@@ -223,6 +230,14 @@ impl MailServers {
             .iter()
             .map(|m| m.body().expect("fetched message has a body").to_vec())
             .collect()
+    }
+
+    /// Creates `user`'s `folder` if it does not exist. A fresh mailbox has only INBOX: tests
+    /// whose config also reads e.g. `Junk` create it here.
+    pub async fn create_folder(&self, user: &str, folder: &str) {
+        let mut session = self.imap(user).await;
+        ensure_folder(&mut session, folder).await;
+        session.logout().await.ok();
     }
 
     /// Deletes and re-creates `user`'s `folder`, which gives it a new UIDVALIDITY (UIDs

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::Mutex;
@@ -50,17 +51,32 @@ pub struct Proc {
     /// Length of the log when this process was spawned: earlier runs wrote the rest.
     log_start: u64,
     child: Child,
+    /// `sh` that kills the server's process group when its stdin (a pipe from us) closes:
+    /// if the test process dies without unwinding (Ctrl-C, SIGKILL, timeout), the server
+    /// does not linger on its ports.
+    watchdog: Option<Child>,
 }
 
 impl Proc {
     /// Takes over a spawned child. It must have been spawned with `process_group(0)` so that
     /// killing the group also ends the processes it forked (Dovecot's login, imap, lmtp …).
     pub fn new(name: &'static str, log: PathBuf, log_start: u64, child: Child) -> Proc {
+        let pgid = child.id().to_string();
+        let watchdog = std::process::Command::new("sh")
+            .args(["-c", r#"read -r _; kill -9 -"$1" 2>/dev/null"#, "sh", &pgid])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own group, so Ctrl-C does not kill it before it kills the server.
+            .process_group(0)
+            .spawn()
+            .ok();
         Proc {
             name,
             log,
             log_start,
             child,
+            watchdog,
         }
     }
 
@@ -78,13 +94,26 @@ impl Proc {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Why the (exited) process did not start: a taken port is worth a retry on other ports.
+    fn exit_reason(&self) -> NotReady {
+        let log = self.own_log().to_ascii_lowercase();
+        NotReady::Exited {
+            addr_in_use: log.contains("address already in use"),
+        }
+    }
+
     /// SIGKILL to the whole process group, then reap the leader.
     pub fn kill(&mut self) {
-        let pgid = self.child.id();
-        // The group id is the leader's pid (process_group(0) at spawn). `kill` is used rather
-        // than libc so the tests need no extra dependency.
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pgid}")])
+        // The watchdog goes first: once the server is reaped its pid may be reused.
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+        let pgid = self.child.id().to_string();
+        // The group id is the leader's pid (process_group(0) at spawn). The shell's `kill`
+        // rather than libc, so the tests need no extra dependency.
+        let _ = std::process::Command::new("sh")
+            .args(["-c", r#"kill -9 -"$1""#, "sh", &pgid])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -135,11 +164,7 @@ pub async fn wait_ready(proc: &mut Proc, ports: &[(u16, Greeting<'_>)]) -> Resul
         let mut last_err;
         loop {
             if proc.exited().is_some() {
-                let log = proc.own_log();
-                return Err(NotReady::Exited {
-                    addr_in_use: log.contains("Address already in use")
-                        || log.contains("address already in use"),
-                });
+                return Err(proc.exit_reason());
             }
             match tokio::time::timeout(Duration::from_secs(2), greet(*port, greeting)).await {
                 Ok(Ok(())) => break,
@@ -151,6 +176,10 @@ pub async fn wait_ready(proc: &mut Proc, ports: &[(u16, Greeting<'_>)]) -> Resul
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+    // Someone else may have answered on a port this server failed to bind.
+    if proc.exited().is_some() {
+        return Err(proc.exit_reason());
     }
     Ok(())
 }

@@ -67,7 +67,8 @@ impl Smtp {
             .arg("--key")
             .arg(&pki.key_pem)
             .arg("--lmtp")
-            .arg(super::dovecot::Dovecot::lmtp_socket(&self.dir));
+            .arg(super::dovecot::Dovecot::lmtp_socket(&self.dir))
+            .arg("--exit-on-stdin-eof");
         for user in &self.users {
             cmd.arg("--user").arg(user);
         }

@@ -2,14 +2,16 @@
 Dovecot's LMTP socket and answers 250 only after LMTP accepted it for every recipient.
 
 Run by /usr/bin/python3 (Debian's python3-aiosmtpd). Listens on --port (plaintext, STARTTLS
-offered, AUTH PLAIN/LOGIN allowed without TLS) and --tls-port (implicit TLS). Exits when its
-stdin closes, so it does not outlive the test process.
+offered, AUTH PLAIN/LOGIN allowed without TLS) and --tls-port (implicit TLS). With
+--exit-on-stdin-eof it exits when its stdin closes, so it does not outlive the test process.
 """
 
 import argparse
 import asyncio
+import logging
 import ssl
 import sys
+import threading
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -131,7 +133,16 @@ class Authenticator:
         return AuthResult(success=False, handled=False)
 
 
+class DropLoginDataWarning(logging.Filter):
+    """aiosmtpd 1.4 warns about its own use of a deprecated attribute on every AUTH."""
+
+    def filter(self, record):
+        return "login_data is deprecated" not in record.getMessage()
+
+
 async def main():
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("mail.log").addFilter(DropLoginDataWarning())
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tls-port", type=int, required=True)
@@ -139,6 +150,7 @@ async def main():
     parser.add_argument("--key", required=True)
     parser.add_argument("--lmtp", required=True)
     parser.add_argument("--user", action="append", default=[], help="name:password")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true")
     args = parser.parse_args()
 
     loop = asyncio.get_running_loop()
@@ -163,19 +175,23 @@ async def main():
 
     plain = await loop.create_server(lambda: smtp(True), "127.0.0.1", args.port)
     implicit = await loop.create_server(lambda: smtp(False), "127.0.0.1", args.tls_port, ssl=tls)
-    print(f"READY smtp={args.port} smtps={args.tls_port}", flush=True)
+    ports = [srv.sockets[0].getsockname()[1] for srv in (plain, implicit)]
+    print(f"READY smtp={ports[0]} smtps={ports[1]}", flush=True)
 
-    # Exit when the test process closes our stdin (or dies).
-    stdin_closed = loop.create_future()
+    if args.exit_on_stdin_eof:
+        # The harness keeps our stdin open as a pipe; it closes when the test process ends,
+        # even if the process was killed before it could stop us.
+        stdin_closed = loop.create_future()
 
-    def on_stdin():
-        if not sys.stdin.buffer.read1(4096):
-            loop.remove_reader(sys.stdin.fileno())
-            if not stdin_closed.done():
-                stdin_closed.set_result(None)
+        def watch_stdin():
+            while sys.stdin.buffer.read1(4096):
+                pass
+            loop.call_soon_threadsafe(stdin_closed.set_result, None)
 
-    loop.add_reader(sys.stdin.fileno(), on_stdin)
-    await stdin_closed
+        threading.Thread(target=watch_stdin, daemon=True).start()
+        await stdin_closed
+    else:
+        await asyncio.Event().wait()
     plain.close()
     implicit.close()
 
