@@ -13,14 +13,20 @@
 
 use std::collections::HashMap;
 
-use regex::Regex;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::channels::email::imap::{FetchedMessage, ImapConnection, ImapError};
+use regex::Regex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::channels::email::imap::{FetchedMessage, ImapConnection, ImapError, Wake};
 use crate::classify;
 use crate::config::{Config, Mailbox, SecretError};
 use crate::mail::{self, ParsedMail};
 use crate::matching::{self, ProbeIndex};
 use crate::model::now_millis;
+use crate::send::error_chain;
 use crate::store::{
     BatchOutcome, Cursor, InboundMessage, NewEvent, ProbeBrief, StoreError, StoreHandle,
 };
@@ -37,9 +43,11 @@ pub enum CollectError {
         #[source]
         source: SecretError,
     },
-    #[error("cannot collect mailbox `{mailbox}`")]
+    #[error("cannot collect mailbox `{mailbox}`{}", folder.as_ref().map(|f| format!(" folder `{f}`")).unwrap_or_default())]
     Imap {
         mailbox: String,
+        /// The folder, when the error concerns one.
+        folder: Option<String>,
         #[source]
         source: ImapError,
     },
@@ -49,6 +57,16 @@ pub enum CollectError {
         #[source]
         source: StoreError,
     },
+}
+
+impl CollectError {
+    /// The folder the error concerns, if it concerns one.
+    pub fn folder(&self) -> Option<&str> {
+        match self {
+            CollectError::Imap { folder, .. } => folder.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// What a pass over one folder did.
@@ -151,6 +169,21 @@ impl<'c> Matcher<'c> {
     }
 }
 
+async fn matcher<'c>(
+    config: &'c Config,
+    mailbox: &Mailbox,
+    store: &StoreHandle,
+) -> Result<Matcher<'c>, CollectError> {
+    let (index, probes) = store
+        .call(|s| Ok((s.probe_index()?, s.probe_briefs()?)))
+        .await
+        .map_err(|source| CollectError::Store {
+            mailbox: mailbox.id.clone(),
+            source,
+        })?;
+    Ok(Matcher::new(config, index, probes))
+}
+
 /// One pass over every folder of `mailbox`. Connection and login failures are errors; a
 /// folder that fails is reported in [`MailboxReport::errors`] and the others are still read.
 #[tracing::instrument(skip_all, fields(mailbox = %mailbox.id))]
@@ -159,12 +192,9 @@ pub async fn collect_mailbox(
     mailbox: &Mailbox,
     store: &StoreHandle,
 ) -> Result<MailboxReport, CollectError> {
-    let store_err = |source| CollectError::Store {
-        mailbox: mailbox.id.clone(),
-        source,
-    };
     let imap_err = |source| CollectError::Imap {
         mailbox: mailbox.id.clone(),
+        folder: None,
         source,
     };
     let password = mailbox
@@ -174,11 +204,7 @@ pub async fn collect_mailbox(
             mailbox: mailbox.id.clone(),
             source,
         })?;
-    let (index, probes) = store
-        .call(|s| Ok((s.probe_index()?, s.probe_briefs()?)))
-        .await
-        .map_err(store_err)?;
-    let mut matcher = Matcher::new(config, index, probes);
+    let mut matcher = matcher(config, mailbox, store).await?;
     let mut conn = ImapConnection::connect(mailbox, &password)
         .await
         .map_err(imap_err)?;
@@ -205,6 +231,7 @@ async fn collect_folder(
 ) -> Result<FolderReport, CollectError> {
     let imap_err = |source| CollectError::Imap {
         mailbox: mailbox.id.clone(),
+        folder: Some(folder.to_owned()),
         source,
     };
     let state = conn.examine(folder).await.map_err(imap_err)?;
@@ -288,7 +315,21 @@ async fn collect_folder(
     Ok(report)
 }
 
-/// One pass over every mailbox; a failing mailbox does not stop the others. Each mailbox's
+/// The reply-source name of one IMAP folder, as recorded for `status`.
+pub fn folder_source(mailbox: &str, folder: &str) -> String {
+    format!("imap:{mailbox}/{folder}")
+}
+
+async fn record(store: &StoreHandle, source: String, error: Option<String>) {
+    let recorded = store
+        .call(move |s| s.record_collect(&source, now_millis(), error.as_deref()))
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "cannot record the collect outcome");
+    }
+}
+
+/// One pass over every mailbox; a failing mailbox does not stop the others. Each folder's
 /// outcome is recorded for `status`.
 pub async fn collect_all(
     config: &Config,
@@ -297,22 +338,143 @@ pub async fn collect_all(
     let mut out = Vec::new();
     for mailbox in &config.mailboxes {
         let result = collect_mailbox(config, mailbox, store).await;
-        let source = format!("imap:{}", mailbox.id);
-        let error = match &result {
-            Err(e) => Some(crate::send::error_chain(e)),
-            Ok(r) => r
-                .errors
-                .iter()
-                .map(|e| crate::send::error_chain(e))
-                .reduce(|a, b| format!("{a}; {b}")),
-        };
-        let recorded = store
-            .call(move |s| s.record_collect(&source, now_millis(), error.as_deref()))
-            .await;
-        if let Err(e) = recorded {
-            tracing::warn!(error = %e, "cannot record the collect outcome");
+        for folder in &mailbox.folders {
+            let error = match &result {
+                Err(e) => Some(error_chain(e)),
+                Ok(r) => r
+                    .errors
+                    .iter()
+                    .find(|e| e.folder() == Some(folder.as_str()))
+                    .map(|e| error_chain(e)),
+            };
+            record(store, folder_source(&mailbox.id, folder), error).await;
         }
         out.push((mailbox.id.clone(), result));
     }
     out
+}
+
+/// How a folder watcher waits and retries.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchOptions {
+    /// IDLE is re-issued after this long without news (servers drop IDLE after 30 min).
+    pub idle_timeout: Duration,
+    /// Polling interval when the server has no IDLE.
+    pub poll_interval: Duration,
+    /// First wait before reconnecting after an error; doubles up to `backoff_max`.
+    pub backoff_start: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            idle_timeout: Duration::from_secs(10 * 60),
+            poll_interval: Duration::from_secs(60),
+            backoff_start: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Watches one folder until `stop` is cancelled: collect what is new, then wait in IDLE (or
+/// poll) and collect again on every change. Connection errors are logged, recorded for
+/// `status` and retried with exponential backoff; nothing is lost meanwhile because the
+/// cursor only moves with stored messages. Each pass's report is sent to `reports` if given.
+#[tracing::instrument(skip_all, fields(mailbox = %mailbox_id, folder = %folder))]
+pub async fn watch_folder(
+    config: Arc<Config>,
+    mailbox_id: String,
+    folder: String,
+    store: StoreHandle,
+    stop: CancellationToken,
+    reports: Option<mpsc::UnboundedSender<FolderReport>>,
+    opts: WatchOptions,
+) {
+    let Some(mailbox) = config.mailbox(&mailbox_id) else {
+        tracing::error!("no such mailbox in the config");
+        return;
+    };
+    let mut backoff = opts.backoff_start;
+    while !stop.is_cancelled() {
+        let result = watch_session(
+            &config,
+            mailbox,
+            &folder,
+            &store,
+            &stop,
+            reports.as_ref(),
+            opts,
+            &mut backoff,
+        )
+        .await;
+        let Err(e) = result else { break };
+        let message = error_chain(&e);
+        tracing::warn!(error = %message, retry_in = ?backoff, "watcher lost its connection");
+        record(&store, folder_source(&mailbox.id, &folder), Some(message)).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(opts.backoff_max);
+    }
+    tracing::info!("watcher stopped");
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn watch_session(
+    config: &Config,
+    mailbox: &Mailbox,
+    folder: &str,
+    store: &StoreHandle,
+    stop: &CancellationToken,
+    reports: Option<&mpsc::UnboundedSender<FolderReport>>,
+    opts: WatchOptions,
+    backoff: &mut Duration,
+) -> Result<(), CollectError> {
+    let imap_err = |source| CollectError::Imap {
+        mailbox: mailbox.id.clone(),
+        folder: Some(folder.to_owned()),
+        source,
+    };
+    let password = mailbox
+        .password
+        .resolve()
+        .map_err(|source| CollectError::Secret {
+            mailbox: mailbox.id.clone(),
+            source,
+        })?;
+    let mut conn = ImapConnection::connect(mailbox, &password)
+        .await
+        .map_err(imap_err)?;
+    loop {
+        // Probes are sent while we watch: rebuild the matcher for every pass.
+        let mut matcher = matcher(config, mailbox, store).await?;
+        let report = collect_folder(&mut conn, &mut matcher, mailbox, folder, store).await?;
+        *backoff = opts.backoff_start;
+        record(store, folder_source(&mailbox.id, folder), None).await;
+        if let Some(tx) = reports {
+            let _ = tx.send(report);
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        if conn.supports_idle() {
+            let (c, wake) = conn
+                .idle(opts.idle_timeout, stop.cancelled())
+                .await
+                .map_err(imap_err)?;
+            conn = c;
+            if wake == Wake::Stopped {
+                break;
+            }
+        } else {
+            tokio::select! {
+                () = tokio::time::sleep(opts.poll_interval) => {}
+                () = stop.cancelled() => break,
+            }
+        }
+    }
+    conn.logout().await;
+    Ok(())
 }

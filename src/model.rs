@@ -135,6 +135,60 @@ pub fn rfc3339(ms: Millis) -> String {
     }
 }
 
+/// A probe as stored: one script sent once over one channel to one target by one persona.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub id: String,
+    pub target: String,
+    pub channel: ChannelKind,
+    pub script: String,
+    pub persona: String,
+    pub language: String,
+    pub urgency: Urgency,
+    pub status: ProbeStatus,
+    pub token: String,
+    pub message_id: Option<String>,
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub subject: Option<String>,
+    pub raw_sha256: Option<String>,
+    pub created_at: Millis,
+    pub sent_at: Option<Millis>,
+    pub send_error: Option<String>,
+    pub closed_at: Option<Millis>,
+    pub vantage: String,
+}
+
+/// A stored event. `kind` is the reviewer's override when there is one; the classifier's own
+/// kind is then kept in `overridden_from`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub probe_id: String,
+    pub kind: EventKind,
+    /// The classifier's kind, when a reviewer overrode it.
+    pub overridden_from: Option<EventKind>,
+    pub occurred_at: Millis,
+    pub observed_at: Millis,
+    pub source: String,
+    pub match_method: Option<MatchMethod>,
+    pub language: Option<String>,
+    pub facts_matched: Option<bool>,
+    pub reasons: Vec<String>,
+    pub raw_sha256: Option<String>,
+    /// Details of the IMAP message behind the event, when it came by mail.
+    pub mail: Option<MailMeta>,
+}
+
+/// What the store keeps about an inbound message beside its raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailMeta {
+    pub date_header: Option<Millis>,
+    pub received: Vec<String>,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+}
+
 /// Per-target rules that help classify responses (`[target.rules]`), already compiled.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {

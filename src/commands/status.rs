@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::collect::folder_source;
 use crate::model::{ProbeStatus, rfc3339};
 
 pub async fn run(ctx: &super::Context_) -> anyhow::Result<ExitCode> {
@@ -33,8 +34,12 @@ pub async fn run(ctx: &super::Context_) -> anyhow::Result<ExitCode> {
         );
     }
     println!("reply sources:");
-    for m in &ctx.config.mailboxes {
-        let source = format!("imap:{}", m.id);
+    for source in ctx
+        .config
+        .mailboxes
+        .iter()
+        .flat_map(|m| m.folders.iter().map(|f| folder_source(&m.id, f)))
+    {
         match runs.iter().find(|r| r.source == source) {
             Some(r) => println!(
                 "  {source}: last ok {}{}",

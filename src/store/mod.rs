@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::matching::ProbeIndex;
 use crate::model::{ChannelKind, EventKind, MatchMethod, Millis, ProbeStatus, Urgency};
+pub use crate::model::{Event, MailMeta, Probe};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -101,57 +102,6 @@ pub struct NewProbe {
     pub subject: Option<String>,
     pub created_at: Millis,
     pub vantage: String,
-}
-
-/// A stored probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe {
-    pub id: String,
-    pub target: String,
-    pub channel: ChannelKind,
-    pub script: String,
-    pub persona: String,
-    pub language: String,
-    pub urgency: Urgency,
-    pub status: ProbeStatus,
-    pub token: String,
-    pub message_id: Option<String>,
-    pub sender: Option<String>,
-    pub recipient: Option<String>,
-    pub subject: Option<String>,
-    pub raw_sha256: Option<String>,
-    pub created_at: Millis,
-    pub sent_at: Option<Millis>,
-    pub send_error: Option<String>,
-    pub closed_at: Option<Millis>,
-    pub vantage: String,
-}
-
-/// A stored event, with the reviewer's override if there is one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub id: String,
-    pub probe_id: String,
-    pub kind: EventKind,
-    pub occurred_at: Millis,
-    pub observed_at: Millis,
-    pub source: String,
-    pub match_method: Option<MatchMethod>,
-    pub language: Option<String>,
-    pub facts_matched: Option<bool>,
-    pub reasons: Vec<String>,
-    pub raw_sha256: Option<String>,
-    /// Details of the IMAP message behind the event, when it came by mail.
-    pub mail: Option<MailMeta>,
-}
-
-/// What the store keeps about an inbound message beside its raw bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailMeta {
-    pub date_header: Option<Millis>,
-    pub received: Vec<String>,
-    pub from: Option<String>,
-    pub subject: Option<String>,
 }
 
 /// The classification of an inbound message that matched a probe.
@@ -433,7 +383,7 @@ impl Store {
                            ORDER BY o.at DESC, o.id DESC LIMIT 1), e.kind), \
                  e.occurred_at, e.observed_at, e.source, e.match_method, e.language, \
                  e.facts_matched, e.reasons, e.raw_sha256, \
-                 m.id, m.date_header, m.received, m.from_addr, m.subject \
+                 m.id, m.date_header, m.received, m.from_addr, m.subject, e.kind \
                  FROM events e LEFT JOIN messages m ON m.id = e.message \
                  WHERE e.probe_id = ?1 ORDER BY e.occurred_at, e.id",
             )
@@ -461,19 +411,23 @@ impl Store {
                         r.get::<_, Option<String>>(14)?,
                         r.get::<_, Option<String>>(15)?,
                     ),
+                    r.get::<_, String>(16)?,
                 ))
             })
             .map_err(q("list events"))?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(q("list events"))?;
         rows.into_iter()
-            .map(|(a, b)| {
+            .map(|(a, b, classified)| {
                 let (id, probe_id, kind, occurred_at, observed_at, source, method, language) = a;
                 let (facts, reasons, raw_sha256, msg_id, date_header, received, from, subject) = b;
+                let kind: EventKind = parse_name("events.kind", kind)?;
+                let classified: EventKind = parse_name("events.kind", classified)?;
                 Ok(Event {
                     id,
                     probe_id,
-                    kind: parse_name("events.kind", kind)?,
+                    kind,
+                    overridden_from: (kind != classified).then_some(classified),
                     occurred_at,
                     observed_at,
                     source,

@@ -6,8 +6,8 @@ use std::process::Output;
 
 use crate::support::MailServers;
 
-/// Environment variable holding the test mailbox password (never in the config).
-pub const PASSWORD_ENV: &str = "DESKPROBE_TEST_PASSWORD";
+/// The file holding the test mailbox password (mode 0600, next to the config; never in it).
+pub const PASSWORD_FILE: &str = "mail.pw";
 
 /// How the test config reaches the servers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ smtp = "{smtp}"
 imap = "{imap}"
 {tls}
 username = "probe"
-password-env = "{PASSWORD_ENV}"
+password-file = "{PASSWORD_FILE}"
 folders = ["INBOX", "Junk"]
 plus-addressing = true
 
@@ -110,8 +110,13 @@ address = "support@localhost"
     )
 }
 
-/// Writes the config into the servers' temp dir and returns its path.
+/// Writes the config and its 0600 password file into the servers' temp dir; returns the
+/// config's path.
 pub fn write_config(servers: &MailServers, transport: Transport) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let pw = servers.dir().join(PASSWORD_FILE);
+    std::fs::write(&pw, format!("{}\n", MailServers::PASSWORD)).expect("write password file");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
     let path = servers.dir().join("probes.toml");
     std::fs::write(&path, config_text(servers, transport)).expect("write test config");
     path
@@ -130,7 +135,6 @@ pub async fn run(config: &Path, db: &Path, args: &[&str]) -> Output {
         .arg(config)
         .arg("--db")
         .arg(db)
-        .env(PASSWORD_ENV, MailServers::PASSWORD)
         .env("RUST_LOG", "deskprobe=debug")
         .kill_on_drop(true);
     cmd.output().await.expect("run deskprobe")

@@ -359,13 +359,13 @@ async fn tls_transports_send_and_collect() {
 async fn tls_with_an_untrusted_certificate_is_refused() {
     let servers = MailServers::start().await;
     // No ca-file: the platform's roots do not know the test CA, so TLS must fail.
-    let text = crate::deskprobe::config_text(&servers, Transport::ImplicitTls);
+    let config = write_config(&servers, Transport::ImplicitTls);
+    let text = std::fs::read_to_string(&config).unwrap();
     let text: String = text
         .lines()
         .filter(|l| !l.starts_with("ca-file"))
         .collect::<Vec<_>>()
         .join("\n");
-    let config = servers.dir().join("untrusted.toml");
     std::fs::write(&config, text).unwrap();
     let db = db_path(&servers);
     let out = crate::deskprobe::run(&config, &db, &["collect"]).await;

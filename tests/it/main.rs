@@ -6,3 +6,4 @@ mod email;
 mod harness;
 mod hostile;
 mod support;
+mod watch;

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use async_imap::extensions::idle::IdleResponse;
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -81,10 +82,22 @@ pub struct FetchedMessage {
     pub raw: Vec<u8>,
 }
 
+/// Why [`ImapConnection::idle`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The server reported a change (new message, expunge, flags).
+    Changed,
+    /// Nothing happened within the timeout; IDLE should be re-issued.
+    Timeout,
+    /// The caller asked to stop.
+    Stopped,
+}
+
 /// A logged-in IMAP connection of one mailbox.
 pub struct ImapConnection {
     session: Session,
     server: String,
+    idle: bool,
 }
 
 impl ImapConnection {
@@ -122,20 +135,105 @@ impl ImapConnection {
                     })?;
                 let tcp = client.into_inner();
                 let tls = tls_connect(tcp, &ep.host, mailbox).await.map_err(tls_err)?;
-                let session = login(
-                    async_imap::Client::new(Box::new(tls) as Box<dyn Io>),
-                    mailbox,
-                    password,
-                    &server,
-                )
-                .await?;
-                return Ok(ImapConnection { session, server });
+                let client = async_imap::Client::new(Box::new(tls) as Box<dyn Io>);
+                return ImapConnection::login(client, mailbox, password, server).await;
             }
         };
         let mut client = async_imap::Client::new(stream);
         read_greeting(&mut client, &server).await?;
-        let session = login(client, mailbox, password, &server).await?;
-        Ok(ImapConnection { session, server })
+        ImapConnection::login(client, mailbox, password, server).await
+    }
+
+    async fn login(
+        client: async_imap::Client<Box<dyn Io>>,
+        mailbox: &Mailbox,
+        password: &Secret,
+        server: String,
+    ) -> Result<Self, ImapError> {
+        let session = client
+            .login(&mailbox.username, password.expose())
+            .await
+            .map_err(|(e, _)| ImapError::Login {
+                server: server.clone(),
+                user: mailbox.username.clone(),
+                detail: e.to_string(),
+            })?;
+        let mut conn = ImapConnection {
+            session,
+            server,
+            idle: false,
+        };
+        let on_error = conn.command_error("CAPABILITY");
+        let caps = conn.session.capabilities().await.map_err(on_error)?;
+        conn.idle = caps.has_str("IDLE");
+        conn.drain_unsolicited();
+        Ok(conn)
+    }
+
+    /// Whether the server supports IDLE (RFC 2177); without it the caller polls.
+    pub fn supports_idle(&self) -> bool {
+        self.idle
+    }
+
+    /// Waits in IDLE on the examined folder until the server reports a change, `timeout`
+    /// passes (re-issue IDLE before the server's own limit, 29 min at most) or `stop`
+    /// completes, then leaves IDLE cleanly so the connection can be used again.
+    pub async fn idle(
+        self,
+        timeout: std::time::Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(ImapConnection, Wake), ImapError> {
+        let ImapConnection {
+            session,
+            server,
+            idle,
+        } = self;
+        let err = |command: &str| {
+            let server = server.clone();
+            let command = command.to_owned();
+            move |source| ImapError::Command {
+                server,
+                command,
+                source,
+            }
+        };
+        let mut handle = session.idle();
+        handle.init().await.map_err(err("IDLE"))?;
+        let response = {
+            let (wait, interrupt) = handle.wait_with_timeout(timeout);
+            tokio::pin!(wait);
+            tokio::pin!(stop);
+            tokio::select! {
+                r = &mut wait => r,
+                () = &mut stop => {
+                    // Interrupting lets the wait finish cleanly instead of dropping it mid-read.
+                    drop(interrupt);
+                    wait.await.map(|_| IdleResponse::ManualInterrupt)
+                }
+            }
+            .map_err(err("IDLE"))?
+        };
+        let session = handle.done().await.map_err(err("DONE"))?;
+        let mut conn = ImapConnection {
+            session,
+            server,
+            idle,
+        };
+        conn.drain_unsolicited();
+        let wake = match response {
+            IdleResponse::NewData(_) => Wake::Changed,
+            IdleResponse::Timeout => Wake::Timeout,
+            IdleResponse::ManualInterrupt => Wake::Stopped,
+        };
+        Ok((conn, wake))
+    }
+
+    /// Asks the server for news on the examined folder (used when polling without IDLE).
+    pub async fn noop(&mut self) -> Result<(), ImapError> {
+        let on_error = self.command_error("NOOP");
+        self.session.noop().await.map_err(on_error)?;
+        self.drain_unsolicited();
+        Ok(())
     }
 
     /// `host:port` of the server.
@@ -265,22 +363,6 @@ async fn read_greeting<T: Io>(
             source,
         }),
     }
-}
-
-async fn login(
-    client: async_imap::Client<Box<dyn Io>>,
-    mailbox: &Mailbox,
-    password: &Secret,
-    server: &str,
-) -> Result<Session, ImapError> {
-    client
-        .login(&mailbox.username, password.expose())
-        .await
-        .map_err(|(e, _)| ImapError::Login {
-            server: server.to_owned(),
-            user: mailbox.username.clone(),
-            detail: e.to_string(),
-        })
 }
 
 async fn tls_connect(
