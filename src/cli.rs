@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands;
-use crate::model::ChannelKind;
+use crate::model::{ChannelKind, EventKind, Millis};
 
 /// deskprobe: measure how fast exchanges' support really answers.
 #[derive(Debug, Parser)]
@@ -78,6 +78,10 @@ pub enum Command {
     },
     /// One pass over every reply source; then exit.
     Collect,
+    /// For cron: send what is due, collect once, close ended windows; exit. Idempotent.
+    Tick,
+    /// The daemon: schedules, IDLE watchers, until SIGTERM/SIGINT.
+    Run,
     /// In-flight probes, last collect per mailbox, per-target counts.
     Status,
     /// A probe's timeline with its evidence.
@@ -86,6 +90,82 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = EvidenceFormat::Text)]
         format: EvidenceFormat,
     },
+    /// Score the evidence against the claims and print the report.
+    Report {
+        /// Output format (only json so far).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+        format: ReportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only probes sent at or after this instant (RFC 3339, or a date = 00:00 UTC).
+        #[arg(long, value_parser = parse_instant)]
+        since: Option<Millis>,
+        /// Only probes sent before this instant (RFC 3339, or a date = 00:00 UTC).
+        #[arg(long, value_parser = parse_instant)]
+        until: Option<Millis>,
+        /// Only this target (repeatable).
+        #[arg(long = "target")]
+        targets: Vec<String>,
+    },
+    /// Override the classification of an event; kept with who, when and why.
+    Review {
+        event_id: String,
+        /// The event's kind according to the reviewer.
+        #[arg(long = "as", value_parser = parse_event_kind)]
+        kind: EventKind,
+        /// Why (kept with the override and shown in reports).
+        #[arg(long)]
+        reason: String,
+        /// Who reviews (default: $USER).
+        #[arg(long)]
+        reviewer: Option<String>,
+    },
+    /// Write an evidence bundle (JSON Lines) to stdout.
+    Export {
+        /// Only probes sent at or after this instant (RFC 3339, or a date = 00:00 UTC).
+        #[arg(long, value_parser = parse_instant)]
+        since: Option<Millis>,
+        /// Only probes sent before this instant (RFC 3339, or a date = 00:00 UTC).
+        #[arg(long, value_parser = parse_instant)]
+        until: Option<Millis>,
+        /// Include raw messages (base64 field `raw`).
+        #[arg(long)]
+        with_raw: bool,
+    },
+    /// Load an evidence bundle; every line is checked first, and any error writes nothing.
+    Import { file: PathBuf },
+}
+
+/// Output format of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Md,
+    Csv,
+    Json,
+}
+
+fn parse_event_kind(s: &str) -> Result<EventKind, String> {
+    s.parse()
+        .map_err(|e: crate::model::UnknownName| e.to_string())
+}
+
+/// An instant on the command line: RFC 3339 (`2026-11-02T03:00:00Z`) or a date (`2026-11-02`,
+/// midnight UTC).
+pub fn parse_instant(s: &str) -> Result<Millis, String> {
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    match s.parse::<jiff::civil::Date>() {
+        Ok(d) => d
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_millisecond())
+            .map_err(|e| format!("`{s}` is out of range: {e}")),
+        Err(_) => Err(format!(
+            "`{s}` is neither an RFC 3339 time (2026-11-02T03:00:00Z) nor a date (2026-11-02)"
+        )),
+    }
 }
 
 fn parse_channel(s: &str) -> Result<ChannelKind, String> {

@@ -10,7 +10,7 @@
 use crate::channels::email::smtp::{OutboundEmail, SmtpError, SmtpSender};
 use crate::config::{Config, Persona, Script, SecretError, Target, TemplateContext, TemplateError};
 use crate::model::{ChannelKind, Millis, ProbeStatus, now_millis};
-use crate::store::{NewProbe, StoreError, StoreHandle};
+use crate::store::{NewProbe, SlotRef, StoreError, StoreHandle};
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct SendRequest {
     /// Default: the persona's first language the script has, preferring the target's claimed
     /// languages.
     pub language: Option<String>,
+    /// The schedule slot this send fulfils (none for a manual `deskprobe send`).
+    pub slot: Option<SlotRef>,
 }
 
 /// The recorded result of a send.
@@ -231,6 +233,8 @@ pub async fn send_probe(
         subject: Some(subject),
         created_at: now_millis(),
         vantage: config.settings.vantage.clone(),
+        slot: req.slot.clone(),
+        sending_owner: Some(crate::daemon::process::identity()),
     };
     let raw_for_store = raw.clone();
     store
@@ -257,8 +261,9 @@ pub async fn send_probe(
         Err(e) => {
             let message = error_chain(&e);
             let stored = message.clone();
+            let retryable = e.reached_nobody();
             store
-                .call(move |s| s.mark_send_failed(&id, &stored))
+                .call(move |s| s.mark_send_failed(&id, &stored, retryable))
                 .await?;
             tracing::warn!(probe = %probe_id, error = %message, "probe send failed");
             Ok(SendOutcome {
@@ -271,13 +276,14 @@ pub async fn send_probe(
     }
 }
 
-/// Marks probes left `sending` by a process that died as `sent_unconfirmed`. A send cannot
-/// still be in flight after twice its timeout plus a minute.
+/// Marks probes left `sending` by a process that died as `sent_unconfirmed`: their owner
+/// process is gone, or they are older than any send can take (twice the timeout plus a
+/// minute).
 pub async fn recover_interrupted(config: &Config, store: &StoreHandle) -> Result<(), StoreError> {
     let grace = config.settings.send_timeout.as_millis() as i64 * 2 + 60_000;
     let cutoff = now_millis() - grace;
     let ids = store
-        .call(move |s| s.recover_interrupted_sends(cutoff))
+        .call(move |s| s.recover_interrupted_sends(cutoff, |o| !crate::daemon::process::alive(o)))
         .await?;
     for id in ids {
         tracing::warn!(probe = %id, "send was interrupted: probe is now sent_unconfirmed and will not be re-sent");

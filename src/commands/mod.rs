@@ -4,6 +4,11 @@
 mod check;
 mod collect;
 mod evidence;
+mod export;
+mod import;
+mod report;
+mod review;
+mod run;
 mod send;
 mod status;
 
@@ -40,11 +45,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 script,
                 persona,
                 language,
+                slot: None,
             };
             send::run(&ctx, &req).await
         }
         Command::Collect => match Context_::load(g)? {
             Some(ctx) => collect::run(&ctx).await,
+            None => Ok(ExitCode::from(EXIT_INVALID_CONFIG)),
+        },
+        Command::Tick => match Context_::load(g)? {
+            Some(ctx) => run::tick(&ctx).await,
+            None => Ok(ExitCode::from(EXIT_INVALID_CONFIG)),
+        },
+        Command::Run => match Context_::load(g)? {
+            Some(ctx) => run::run(ctx).await,
             None => Ok(ExitCode::from(EXIT_INVALID_CONFIG)),
         },
         Command::Status => match Context_::load(g)? {
@@ -55,6 +69,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(ctx) => evidence::run(&ctx, &probe_id, format).await,
             None => Ok(ExitCode::from(EXIT_INVALID_CONFIG)),
         },
+        Command::Report {
+            format,
+            out,
+            since,
+            until,
+            targets,
+        } => match Context_::load(g)? {
+            Some(ctx) => {
+                let req = report::Request {
+                    format,
+                    out,
+                    since,
+                    until,
+                    targets,
+                };
+                report::run(&ctx, req).await
+            }
+            None => Ok(ExitCode::from(EXIT_INVALID_CONFIG)),
+        },
+        Command::Review {
+            event_id,
+            kind,
+            reason,
+            reviewer,
+        } => review::run(g, &event_id, kind, &reason, reviewer).await,
+        Command::Export {
+            since,
+            until,
+            with_raw,
+        } => export::run(g, since, until, with_raw).await,
+        Command::Import { file } => import::run(g, &file).await,
     }
 }
 
@@ -62,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 struct Context_ {
     config: Config,
     store: StoreHandle,
+    db: PathBuf,
 }
 
 impl Context_ {
@@ -77,6 +123,7 @@ impl Context_ {
         Ok(Some(Context_ {
             config,
             store: StoreHandle::new(store),
+            db,
         }))
     }
 }

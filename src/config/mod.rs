@@ -207,6 +207,11 @@ pub struct Settings {
     pub business_hours: WeeklyHours,
     /// How long one send may take before it is recorded as failed.
     pub send_timeout: Duration,
+    /// Attempts per schedule slot when a send fails without reaching anybody (connection
+    /// refused, 4xx); a timeout or a 5xx refusal is never retried.
+    pub send_attempts: u32,
+    /// Wait before such a retry.
+    pub retry_after: Duration,
 }
 
 /// `[[mailbox]]`: where personas send from and where replies arrive.

@@ -40,6 +40,8 @@ pub struct RawSettings {
     pub compliance_target: Option<f64>,
     pub business_hours: Option<BTreeMap<String, Any>>,
     pub send_timeout: Option<String>,
+    pub send_attempts: Option<u32>,
+    pub retry_after: Option<String>,
 }
 
 /// `{ email = …, ticket = …, chat = … }`, each optional.

@@ -280,6 +280,17 @@ impl<'i> Validator<'i> {
         };
         let send_timeout =
             self.positive_duration(&path.key("send-timeout"), s.send_timeout.as_deref(), "60s");
+        let send_attempts = s.send_attempts.unwrap_or(3);
+        if !(1..=10).contains(&send_attempts) {
+            self.err(
+                &path.key("send-attempts"),
+                format!("must be between 1 and 10, not {send_attempts}"),
+            );
+        }
+        let retry_after = self.duration(
+            &path.key("retry-after"),
+            s.retry_after.as_deref().unwrap_or("10m"),
+        );
         Some(Settings {
             database: PathBuf::from(database),
             vantage,
@@ -287,6 +298,8 @@ impl<'i> Validator<'i> {
             compliance_target,
             business_hours: business_hours?,
             send_timeout: send_timeout?,
+            send_attempts,
+            retry_after: retry_after?,
         })
     }
 

@@ -77,7 +77,11 @@ where
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("migrations/001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/001_init.sql")),
+        M::up(include_str!("migrations/002_schedule.sql")),
+        M::up(include_str!("migrations/003_evidence.sql")),
+    ])
 }
 
 /// Hex SHA-256 of raw bytes: the key of raw evidence.
@@ -102,6 +106,34 @@ pub struct NewProbe {
     pub subject: Option<String>,
     pub created_at: Millis,
     pub vantage: String,
+    /// The schedule slot this probe fulfils; recorded in the same transaction, so a slot can
+    /// never get two probes.
+    pub slot: Option<SlotRef>,
+    /// The sending process (`pid:start-time`), to tell a crashed send from one in flight.
+    pub sending_owner: Option<String>,
+}
+
+/// One schedule slot for one target and channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SlotRef {
+    pub schedule: String,
+    pub slot: Millis,
+    pub target: String,
+    pub channel: ChannelKind,
+    pub send_at: Millis,
+    /// 0 for the first attempt, then 1, 2 … for retries after failures that reached nobody.
+    pub attempt: u32,
+}
+
+impl From<SlotRef> for crate::schedule::ProbeKey {
+    fn from(s: SlotRef) -> crate::schedule::ProbeKey {
+        crate::schedule::ProbeKey {
+            schedule: s.schedule,
+            slot: s.slot,
+            target: s.target,
+            channel: s.channel,
+        }
+    }
 }
 
 /// The classification of an inbound message that matched a probe.
@@ -247,8 +279,9 @@ impl Store {
         let sha = raw.map(|r| put_raw(&tx, r)).transpose()?;
         tx.execute(
             "INSERT INTO probes (id, target, channel, script, persona, language, urgency, status, \
-             token, message_id, sender, recipient, subject, raw_sha256, created_at, vantage) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             token, message_id, sender, recipient, subject, raw_sha256, created_at, vantage, \
+             sending_owner) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 p.id,
                 p.target,
@@ -266,10 +299,178 @@ impl Store {
                 sha,
                 p.created_at,
                 p.vantage,
+                p.sending_owner,
             ],
         )
         .map_err(q("insert probe"))?;
+        if let Some(slot) = &p.slot {
+            insert_slot(&tx, slot, "probe", None, Some(&p.id), p.created_at)?;
+        }
         tx.commit().map_err(q("commit probe"))
+    }
+
+    /// Records that a slot was skipped (and why), so it is never planned again.
+    pub fn skip_slot(&mut self, slot: &SlotRef, reason: &str, at: Millis) -> Result<()> {
+        let tx = self.conn.transaction().map_err(q("begin"))?;
+        insert_slot(&tx, slot, "skipped", Some(reason), None, at)?;
+        tx.commit().map_err(q("commit skipped slot"))
+    }
+
+    /// Slots handled (a probe committed or a skip recorded) whose cron time is at or after
+    /// `since`.
+    pub fn handled_slots(&self, since: Millis) -> Result<Vec<SlotRef>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT schedule, slot, target, channel, send_at, MAX(attempt) FROM schedule_slots \
+                 WHERE slot >= ?1 GROUP BY schedule, slot, target, channel ORDER BY slot",
+            )
+            .map_err(q("list handled slots"))?;
+        let rows = stmt
+            .query_map([since], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, u32>(5)?,
+                ))
+            })
+            .map_err(q("list handled slots"))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(q("list handled slots"))?;
+        rows.into_iter()
+            .map(|(schedule, slot, target, channel, send_at, attempt)| {
+                Ok(SlotRef {
+                    schedule,
+                    slot,
+                    target,
+                    channel: parse_name("schedule_slots.channel", channel)?,
+                    send_at,
+                    attempt,
+                })
+            })
+            .collect()
+    }
+
+    /// Slots whose latest attempt failed in a way that reached nobody, with fewer than
+    /// `max_attempts` attempts so far and the last one decided before `before`: candidates
+    /// for another attempt. The returned refs carry the next attempt number.
+    pub fn retryable_slots(&self, before: Millis, max_attempts: u32) -> Result<Vec<SlotRef>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.schedule, s.slot, s.target, s.channel, s.send_at, s.attempt \
+                 FROM schedule_slots s JOIN probes p ON p.id = s.probe_id \
+                 WHERE p.status = 'send_failed' AND p.send_retryable = 1 \
+                 AND s.decided_at <= ?1 AND s.attempt + 1 < ?2 \
+                 AND s.attempt = (SELECT MAX(attempt) FROM schedule_slots t \
+                     WHERE t.schedule = s.schedule AND t.slot = s.slot \
+                     AND t.target = s.target AND t.channel = s.channel) \
+                 ORDER BY s.slot",
+            )
+            .map_err(q("list retryable slots"))?;
+        let rows = stmt
+            .query_map(params![before, max_attempts], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, u32>(5)?,
+                ))
+            })
+            .map_err(q("list retryable slots"))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(q("list retryable slots"))?;
+        rows.into_iter()
+            .map(|(schedule, slot, target, channel, send_at, attempt)| {
+                Ok(SlotRef {
+                    schedule,
+                    slot,
+                    target,
+                    channel: parse_name("schedule_slots.channel", channel)?,
+                    send_at,
+                    attempt: attempt + 1,
+                })
+            })
+            .collect()
+    }
+
+    /// When each probe committed since `since` was made, per target and channel (for the
+    /// ethics caps). Failed sends reached nobody and are left out.
+    pub fn probe_times(&self, since: Millis) -> Result<Vec<(String, ChannelKind, Millis)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT target, channel, COALESCE(sent_at, created_at) FROM probes \
+                 WHERE created_at >= ?1 AND status != 'send_failed' ORDER BY created_at",
+            )
+            .map_err(q("list probe times"))?;
+        let rows = stmt
+            .query_map([since], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(q("list probe times"))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(q("list probe times"))?;
+        rows.into_iter()
+            .map(|(t, c, at)| Ok((t, parse_name("probes.channel", c)?, at)))
+            .collect()
+    }
+
+    /// A value the daemon keeps between runs.
+    pub fn state(&self, key: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT value FROM daemon_state WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q("load daemon state"))
+    }
+
+    /// Sets a value the daemon keeps between runs.
+    pub fn set_state(&mut self, key: &str, value: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO daemon_state (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(q("save daemon state"))?;
+        Ok(())
+    }
+
+    /// Closes the probes whose observation window (per channel) has ended by `now`: they get
+    /// `closed_at`; their status (sent / sent_unconfirmed) is kept because scores need it.
+    /// Returns how many were closed.
+    pub fn close_expired(
+        &mut self,
+        now: Millis,
+        windows: &[(ChannelKind, Millis)],
+    ) -> Result<usize> {
+        let tx = self.conn.transaction().map_err(q("begin"))?;
+        let mut closed = 0;
+        for (channel, window) in windows {
+            closed += tx
+                .execute(
+                    "UPDATE probes SET closed_at = ?1 WHERE closed_at IS NULL \
+                     AND channel = ?2 AND status IN ('sent', 'sent_unconfirmed') \
+                     AND COALESCE(sent_at, created_at) + ?3 <= ?1",
+                    params![now, channel.as_str(), window],
+                )
+                .map_err(q("close expired probes"))?;
+        }
+        tx.commit().map_err(q("commit closing"))?;
+        Ok(closed)
     }
 
     /// Records that the remote accepted the probe at `sent_at`, with an `accepted` event.
@@ -300,14 +501,15 @@ impl Store {
         tx.commit().map_err(q("commit sent"))
     }
 
-    /// Records that the send failed; the probe is never counted as "no reply".
-    pub fn mark_send_failed(&mut self, probe_id: &str, error: &str) -> Result<()> {
+    /// Records that the send failed; the probe is never counted as "no reply". `retryable`
+    /// says the server surely took nothing, so its slot may be attempted again.
+    pub fn mark_send_failed(&mut self, probe_id: &str, error: &str, retryable: bool) -> Result<()> {
         let n = self
             .conn
             .execute(
-                "UPDATE probes SET status = 'send_failed', send_error = ?2 \
+                "UPDATE probes SET status = 'send_failed', send_error = ?2, send_retryable = ?3 \
                  WHERE id = ?1 AND status = 'sending'",
-                params![probe_id, error],
+                params![probe_id, error, retryable],
             )
             .map_err(q("mark probe send_failed"))?;
         if n == 0 {
@@ -316,24 +518,45 @@ impl Store {
         Ok(())
     }
 
-    /// Probes still `sending` that were committed before `older_than` cannot still be in flight
-    /// (every send has a timeout shorter than that): the process died mid-send. They become
-    /// `sent_unconfirmed`: never re-sent, still matched. Returns their ids.
-    pub fn recover_interrupted_sends(&mut self, older_than: Millis) -> Result<Vec<String>> {
+    /// Probes left `sending` by a process that is gone: their owner is in `dead`'s judgement
+    /// not alive, or they were committed before `older_than` (no send can take that long).
+    /// They become `sent_unconfirmed`: never re-sent, still matched. Returns their ids.
+    pub fn recover_interrupted_sends(
+        &mut self,
+        older_than: Millis,
+        dead: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
         let tx = self.conn.transaction().map_err(q("begin"))?;
-        let ids = {
+        let candidates = {
             let mut stmt = tx
                 .prepare(
+                    "SELECT id, created_at, sending_owner FROM probes WHERE status = 'sending'",
+                )
+                .map_err(q("list interrupted sends"))?;
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .map_err(q("list interrupted sends"))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(q("list interrupted sends"))?
+        };
+        let mut ids = Vec::new();
+        for (id, created_at, owner) in candidates {
+            if created_at < older_than || owner.as_deref().is_some_and(&dead) {
+                tx.execute(
                     "UPDATE probes SET status = 'sent_unconfirmed', \
                      send_error = 'process stopped while sending; the remote may have accepted it' \
-                     WHERE status = 'sending' AND created_at < ?1 RETURNING id",
+                     WHERE id = ?1 AND status = 'sending'",
+                    [&id],
                 )
-                .map_err(q("recover interrupted sends"))?;
-            stmt.query_map([older_than], |r| r.get::<_, String>(0))
-                .map_err(q("recover interrupted sends"))?
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(q("recover interrupted sends"))?
-        };
+                .map_err(q("recover interrupted send"))?;
+                ids.push(id);
+            }
+        }
         tx.commit().map_err(q("commit recovery"))?;
         Ok(ids)
     }
@@ -753,6 +976,34 @@ impl Store {
     }
 }
 
+fn insert_slot(
+    tx: &Transaction<'_>,
+    slot: &SlotRef,
+    outcome: &str,
+    reason: Option<&str>,
+    probe_id: Option<&str>,
+    at: Millis,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO schedule_slots (schedule, slot, target, channel, attempt, send_at, outcome, \
+         reason, probe_id, decided_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            slot.schedule,
+            slot.slot,
+            slot.target,
+            slot.channel.as_str(),
+            slot.attempt,
+            slot.send_at,
+            outcome,
+            reason,
+            probe_id,
+            at
+        ],
+    )
+    .map_err(q("record schedule slot"))?;
+    Ok(())
+}
+
 /// The stable source name of an IMAP message.
 pub fn imap_source(mailbox: &str, folder: &str, uidvalidity: u32, uid: u32) -> String {
     format!("imap:{mailbox}/{folder}/{uidvalidity}/{uid}")
@@ -882,6 +1133,8 @@ impl StoreHandle {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
+
+pub mod evidence;
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,8 @@ fn probe(id: &str, token: &str, created_at: Millis) -> NewProbe {
         subject: Some("Withdrawal still pending".into()),
         created_at,
         vantage: "test".into(),
+        slot: None,
+        sending_owner: Some(format!("owner-{id}")),
     }
 }
 
@@ -56,7 +58,7 @@ fn probe_lifecycle_sent_and_failed() {
         .unwrap();
     assert_eq!(s.probe("p1").unwrap().status, ProbeStatus::Sending);
     s.mark_sent("p1", 50, "smtp:250").unwrap();
-    s.mark_send_failed("p2", "550 no such user").unwrap();
+    s.mark_send_failed("p2", "550 no such user", false).unwrap();
     let p1 = s.probe("p1").unwrap();
     assert_eq!((p1.status, p1.sent_at), (ProbeStatus::Sent, Some(50)));
     assert_eq!(
@@ -81,8 +83,17 @@ fn interrupted_sends_become_unconfirmed_only_when_old() {
         .unwrap();
     s.insert_sending_probe(&probe("new", "dp0000000002", 1_000), None)
         .unwrap();
-    assert_eq!(s.recover_interrupted_sends(500).unwrap(), vec!["old"]);
+    s.insert_sending_probe(&probe("orphan", "dp0000000003", 1_000), None)
+        .unwrap();
+    let dead = |owner: &str| owner == "owner-orphan";
+    let mut ids = s.recover_interrupted_sends(500, dead).unwrap();
+    ids.sort();
+    assert_eq!(ids, vec!["old", "orphan"]);
     assert_eq!(s.probe("old").unwrap().status, ProbeStatus::SentUnconfirmed);
+    assert_eq!(
+        s.probe("orphan").unwrap().status,
+        ProbeStatus::SentUnconfirmed
+    );
     assert_eq!(s.probe("new").unwrap().status, ProbeStatus::Sending);
 }
 

@@ -110,6 +110,29 @@ address = "support@localhost"
     )
 }
 
+/// A schedule that fires every two seconds for `kucoin` over email, with caps that allow one
+/// probe a day: later slots are skipped by the cap, so a re-send would stand out.
+pub const EVERY_2S_ONE_PER_DAY: &str = r#"
+[[schedule]]
+id = "fast"
+cron = "*/2 * * * * *"
+targets = ["kucoin"]
+channels = ["email"]
+scripts = ["withdrawal"]
+personas = ["lin"]
+
+[limits]
+per-target-per-day = 1
+min-gap = "1h"
+"#;
+
+/// Appends `extra` (schedules, limits, settings overrides) to the test config at `path`.
+pub fn extend_config(path: &Path, extra: &str) {
+    let mut text = std::fs::read_to_string(path).expect("read test config");
+    text.push_str(extra);
+    std::fs::write(path, text).expect("write test config");
+}
+
 /// Writes the config and its 0600 password file into the servers' temp dir; returns the
 /// config's path.
 pub fn write_config(servers: &MailServers, transport: Transport) -> PathBuf {
@@ -138,6 +161,39 @@ pub async fn run(config: &Path, db: &Path, args: &[&str]) -> Output {
         .env("RUST_LOG", "deskprobe=debug")
         .kill_on_drop(true);
     cmd.output().await.expect("run deskprobe")
+}
+
+/// Starts `deskprobe ARGS` in the background (killed when dropped).
+pub fn spawn(config: &Path, db: &Path, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_deskprobe"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--db")
+        .arg(db)
+        .env("RUST_LOG", "deskprobe=debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn deskprobe")
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `secs` seconds: waiting
+/// for something another process does (a row appearing), never a fixed sleep.
+pub async fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Like [`run`], but panics with stdout/stderr unless the exit code is `code`.

@@ -37,10 +37,12 @@ pub enum SmtpError {
 }
 
 impl SmtpError {
-    /// Whether trying again later could succeed (connection problems, 4xx answers).
-    pub fn is_transient(&self) -> bool {
+    /// Whether the server surely took nothing and trying again later could succeed: a
+    /// connection that failed, or a 4xx answer. Not a timeout (the message may have been
+    /// taken after DATA) and not a 5xx refusal: those are never retried.
+    pub fn reached_nobody(&self) -> bool {
         match self {
-            SmtpError::Send { source, .. } => !source.is_permanent(),
+            SmtpError::Send { source, .. } => !source.is_permanent() && !source.is_timeout(),
             _ => false,
         }
     }

@@ -267,6 +267,17 @@ impl MailServers {
         self.dovecot.restart(&self.pki).await;
     }
 
+    /// While on, the relay delivers each message but holds back its 250 after DATA: the
+    /// client cannot know the message was taken (the window a crash-safety test needs).
+    pub fn hold_smtp_replies(&self, on: bool) {
+        let path = self.dir.path().join("smtp-hold");
+        if on {
+            std::fs::write(&path, b"hold").expect("create smtp hold file");
+        } else if path.exists() {
+            std::fs::remove_file(&path).expect("remove smtp hold file");
+        }
+    }
+
     /// Kills the SMTP relay; its ports refuse connections when this returns.
     pub fn stop_smtp(&mut self) {
         self.smtp.stop();

@@ -68,7 +68,9 @@ impl Smtp {
             .arg(&pki.key_pem)
             .arg("--lmtp")
             .arg(super::dovecot::Dovecot::lmtp_socket(&self.dir))
-            .arg("--exit-on-stdin-eof");
+            .arg("--exit-on-stdin-eof")
+            .arg("--hold-file")
+            .arg(self.dir.join("smtp-hold"));
         for user in &self.users {
             cmd.arg("--user").arg(user);
         }

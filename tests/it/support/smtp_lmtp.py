@@ -7,6 +7,7 @@ offered, AUTH PLAIN/LOGIN allowed without TLS) and --tls-port (implicit TLS). Wi
 """
 
 import argparse
+import os
 import asyncio
 import logging
 import ssl
@@ -108,8 +109,9 @@ def dot_stuff(content):
 
 
 class Relay:
-    def __init__(self, lmtp):
+    def __init__(self, lmtp, hold_file=None):
         self.lmtp = lmtp
+        self.hold_file = hold_file
 
     async def handle_DATA(self, server, session, envelope):
         content = envelope.original_content or envelope.content
@@ -117,6 +119,10 @@ class Relay:
             content = content.encode("utf-8")
         reply = await self.lmtp.deliver(envelope.mail_from, envelope.rcpt_tos, content)
         print(f"DATA from={envelope.mail_from} to={envelope.rcpt_tos} -> {reply}", flush=True)
+        # Tests open the window between "the server took the message" and "the client heard
+        # 250": while the hold file exists, the answer is held back (the mail is delivered).
+        while self.hold_file and os.path.exists(self.hold_file):
+            await asyncio.sleep(0.02)
         return reply
 
 
@@ -151,12 +157,13 @@ async def main():
     parser.add_argument("--lmtp", required=True)
     parser.add_argument("--user", action="append", default=[], help="name:password")
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
+    parser.add_argument("--hold-file", help="hold each 250 after DATA while this file exists")
     args = parser.parse_args()
 
     loop = asyncio.get_running_loop()
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(args.cert, args.key)
-    handler = Relay(Lmtp(args.lmtp))
+    handler = Relay(Lmtp(args.lmtp), args.hold_file)
     auth = Authenticator(dict(u.split(":", 1) for u in args.user))
 
     def smtp(starttls):
