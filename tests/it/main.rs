@@ -7,5 +7,6 @@ mod email;
 mod harness;
 mod hostile;
 mod scoring;
-mod support;
+/// The loopback servers (the `deskprobe-sandbox` crate).
+use deskprobe_sandbox as support;
 mod watch;

@@ -1,13 +1,14 @@
-//! Real mail servers for the integration tests: Dovecot (IMAP, IMAPS, LMTP) and an aiosmtpd
+//! deskprobe's sandbox: the outside world on loopback, for the integration tests, the
+//! benchmarks and the demo. Real mail servers: Dovecot (IMAP, IMAPS, LMTP) and an aiosmtpd
 //! SMTP relay that delivers through Dovecot's LMTP, all on 127.0.0.1 in a temp dir.
+//!
+//! This crate plays the exchanges and their mail providers; it must never talk to anything
+//! but 127.0.0.1, and it does not depend on deskprobe itself (it is what deskprobe measures).
 //!
 //! `MailServers::start()` takes well under a second; every test starts its own servers, so
 //! tests never share a mailbox. `scripts/install-test-deps` installs the servers (Debian's
 //! dovecot-imapd, dovecot-lmtpd, python3-aiosmtpd). Set `DESKPROBE_KEEP_TEST_DIRS=1` to keep
 //! each test's dir (configs, `dovecot.log`, `smtp.log`, Maildirs) for debugging.
-
-// Not every test binary module uses every helper.
-#![allow(dead_code)]
 
 mod dovecot;
 mod process;

@@ -224,10 +224,6 @@ service lmtp {{
         }
         panic!("dovecot could not restart on its ports: {last}");
     }
-
-    pub fn is_running(&self) -> bool {
-        self.proc.is_some()
-    }
 }
 
 /// The LMTP socket exists once Dovecot listens, but wait for its greeting to be sure.

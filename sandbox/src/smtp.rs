@@ -133,8 +133,4 @@ impl Smtp {
         }
         panic!("SMTP relay could not restart on its ports: {last}");
     }
-
-    pub fn is_running(&self) -> bool {
-        self.proc.is_some()
-    }
 }
