@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::collect::folder_source;
+use crate::daemon::{self, lock};
 use crate::model::{ProbeStatus, rfc3339};
 
 pub async fn run(ctx: &super::Context_) -> anyhow::Result<ExitCode> {
@@ -21,6 +22,19 @@ pub async fn run(ctx: &super::Context_) -> anyhow::Result<ExitCode> {
             ))
         })
         .await?;
+    match lock::holder(&ctx.db) {
+        Some(holder) => println!("lock: held by {holder}"),
+        None => println!("lock: free (no daemon or tick running on this database)"),
+    }
+    let upcoming = daemon::upcoming(&ctx.config, &ctx.store, 5).await?;
+    if upcoming.is_empty() {
+        println!(
+            "next due sends: none (no schedule, or every scheduled target is `verified = false`)"
+        );
+    } else {
+        let list: Vec<String> = upcoming.into_iter().map(rfc3339).collect();
+        println!("next due sends: {}", list.join(", "));
+    }
     println!("in-flight probes: {}", in_flight.len());
     for p in &in_flight {
         println!(

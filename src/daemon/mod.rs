@@ -300,3 +300,24 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// The next planned sends (for `status`): up to `n` of the earliest future send times, as
+/// the scheduler would choose them now.
+pub async fn upcoming(
+    config: &Config,
+    store: &StoreHandle,
+    n: usize,
+) -> Result<Vec<Millis>, DaemonError> {
+    let seed = seed(store).await?;
+    let mut now = now_millis();
+    let history = history(config, store, now).await?;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let Some(next) = schedule::next_due(config, &history, now, seed) else {
+            break;
+        };
+        out.push(next);
+        now = next;
+    }
+    Ok(out)
+}
