@@ -327,31 +327,11 @@ impl Store {
             )
             .map_err(q("list handled slots"))?;
         let rows = stmt
-            .query_map([since], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, u32>(5)?,
-                ))
-            })
+            .query_map([since], slot_row)
             .map_err(q("list handled slots"))?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(q("list handled slots"))?;
-        rows.into_iter()
-            .map(|(schedule, slot, target, channel, send_at, attempt)| {
-                Ok(SlotRef {
-                    schedule,
-                    slot,
-                    target,
-                    channel: parse_name("schedule_slots.channel", channel)?,
-                    send_at,
-                    attempt,
-                })
-            })
-            .collect()
+        rows.into_iter().map(RawSlot::into_slot).collect()
     }
 
     /// Slots whose latest attempt failed in a way that reached nobody, with fewer than
@@ -372,29 +352,15 @@ impl Store {
             )
             .map_err(q("list retryable slots"))?;
         let rows = stmt
-            .query_map(params![before, max_attempts], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, u32>(5)?,
-                ))
-            })
+            .query_map(params![before, max_attempts], slot_row)
             .map_err(q("list retryable slots"))?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(q("list retryable slots"))?;
         rows.into_iter()
-            .map(|(schedule, slot, target, channel, send_at, attempt)| {
-                Ok(SlotRef {
-                    schedule,
-                    slot,
-                    target,
-                    channel: parse_name("schedule_slots.channel", channel)?,
-                    send_at,
-                    attempt: attempt + 1,
-                })
+            .map(|raw| {
+                let mut slot = raw.into_slot()?;
+                slot.attempt += 1;
+                Ok(slot)
             })
             .collect()
     }
@@ -973,6 +939,34 @@ impl Store {
             .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get::<_, i64>(0))
             .map(|n| n.max(0) as u64)
             .map_err(q("count messages"))
+    }
+}
+
+/// A `schedule_slots` row as read: (schedule, slot, target, channel, send_at, attempt).
+struct RawSlot(String, Millis, String, String, Millis, u32);
+
+fn slot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSlot> {
+    Ok(RawSlot(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+impl RawSlot {
+    fn into_slot(self) -> Result<SlotRef> {
+        let RawSlot(schedule, slot, target, channel, send_at, attempt) = self;
+        Ok(SlotRef {
+            schedule,
+            slot,
+            target,
+            channel: parse_name("schedule_slots.channel", channel)?,
+            send_at,
+            attempt,
+        })
     }
 }
 
