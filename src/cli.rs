@@ -92,7 +92,7 @@ pub enum Command {
     },
     /// Score the evidence against the claims and print the report.
     Report {
-        /// Output format (only json so far).
+        /// Output format: html (one self-contained page), md, csv or json.
         #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
         format: ReportFormat,
         /// Write to this file instead of stdout.
@@ -107,6 +107,10 @@ pub enum Command {
         /// Only this target (repeatable).
         #[arg(long = "target")]
         targets: Vec<String>,
+        /// Score as of this instant instead of now (RFC 3339 or a date): events after it are
+        /// ignored, so an archive re-scored with the same --as-of gives the same report.
+        #[arg(long, value_parser = parse_instant)]
+        as_of: Option<Millis>,
     },
     /// Override the classification of an event; kept with who, when and why.
     Review {

@@ -28,11 +28,15 @@ use crate::matching::{self, ProbeIndex};
 use crate::model::now_millis;
 use crate::send::error_chain;
 use crate::store::{
-    BatchOutcome, Cursor, InboundMessage, NewEvent, ProbeBrief, StoreError, StoreHandle,
+    BatchOutcome, Cursor, InboundMessage, IndexCursor, NewEvent, ProbeBrief, StoreError,
+    StoreHandle,
 };
 
 /// How many messages are fetched and stored per transaction.
 pub const BATCH: usize = 200;
+
+/// How many fetched batches may wait while one is being stored.
+const FETCH_AHEAD: usize = 2;
 
 /// Errors of a collect pass over one mailbox.
 #[derive(Debug, thiserror::Error)]
@@ -89,12 +93,16 @@ pub struct MailboxReport {
     pub errors: Vec<CollectError>,
 }
 
-/// Everything `ingest` needs to decide about a message, built once per pass.
+/// Everything `ingest` needs to decide about a message. Built once, then kept current with
+/// [`Matcher::refresh`], which loads only the probes and references stored since the last
+/// load (a watcher refreshes on every wake; reloading a year of probes each time would put
+/// their count into every reply's detection latency).
 pub struct Matcher<'c> {
     config: &'c Config,
     index: ProbeIndex,
     probes: HashMap<String, ProbeBrief>,
     ticket_patterns: Vec<Regex>,
+    loaded: IndexCursor,
 }
 
 impl<'c> Matcher<'c> {
@@ -110,7 +118,27 @@ impl<'c> Matcher<'c> {
             index,
             probes,
             ticket_patterns,
+            loaded: IndexCursor::default(),
         }
+    }
+
+    /// Loads the probes and helpdesk references stored since the last refresh.
+    pub async fn refresh(&mut self, store: &StoreHandle) -> Result<(), StoreError> {
+        let mut index = std::mem::take(&mut self.index);
+        let mut probes = std::mem::take(&mut self.probes);
+        let since = self.loaded;
+        let (index, probes, loaded) = store
+            .call(move |s| {
+                let loaded = s.extend_probe_index(&mut index, &mut probes, since);
+                Ok((index, probes, loaded))
+            })
+            .await?;
+        // On failure the cursor does not move: the next refresh loads the same rows again,
+        // and inserting a probe or reference twice changes nothing.
+        self.index = index;
+        self.probes = probes;
+        self.loaded = loaded?;
+        Ok(())
     }
 
     /// Parses, matches and classifies one fetched message. Pure: the same inputs give the same
@@ -174,14 +202,15 @@ async fn matcher<'c>(
     mailbox: &Mailbox,
     store: &StoreHandle,
 ) -> Result<Matcher<'c>, CollectError> {
-    let (index, probes) = store
-        .call(|s| Ok((s.probe_index()?, s.probe_briefs()?)))
+    let mut matcher = Matcher::new(config, ProbeIndex::default(), HashMap::new());
+    matcher
+        .refresh(store)
         .await
         .map_err(|source| CollectError::Store {
             mailbox: mailbox.id.clone(),
             source,
         })?;
-    Ok(Matcher::new(config, index, probes))
+    Ok(matcher)
 }
 
 /// One pass over every folder of `mailbox`. Connection and login failures are errors; a
@@ -261,36 +290,56 @@ async fn collect_folder(
     };
     let total = uids.len();
     let started = std::time::Instant::now();
-    for chunk in uids.chunks(BATCH) {
-        let fetched = conn.fetch(chunk).await.map_err(imap_err)?;
-        report.fetched += fetched.len();
-        let msgs: Vec<InboundMessage> = fetched.into_iter().map(|m| matcher.ingest(m)).collect();
-        let next = Cursor {
-            uidvalidity: state.uidvalidity,
-            last_uid: chunk.last().copied().unwrap_or(after),
-        };
-        let (mb, f) = (mailbox.id.clone(), folder.to_owned());
-        let outcome = store
-            .call(move |s| s.store_imap_batch(&mb, &f, next, &msgs))
-            .await
-            .map_err(|source| CollectError::Store {
-                mailbox: mailbox.id.clone(),
-                source,
-            })?;
-        report.outcome.stored += outcome.stored;
-        report.outcome.matched += outcome.matched;
-        report.outcome.duplicates += outcome.duplicates;
-        if total > BATCH {
-            tracing::info!(
-                folder,
-                done = report.fetched,
-                total,
-                per_s = (report.fetched as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64,
-                "collect progress"
-            );
+    // Pipelined: the next batches are fetched while this one is parsed, matched and stored,
+    // so the server's work and ours overlap (a first sync of a large folder is bound by
+    // whichever is slower, not by their sum). At most FETCH_AHEAD batches wait; the cursor
+    // still moves only with stored messages, so a failure anywhere loses nothing.
+    let (tx, mut rx) = mpsc::channel::<(u32, Vec<FetchedMessage>)>(FETCH_AHEAD);
+    let producer = async move {
+        for chunk in uids.chunks(BATCH) {
+            let fetched = conn.fetch(chunk).await.map_err(imap_err)?;
+            let last = chunk.last().copied().unwrap_or(after);
+            if tx.send((last, fetched)).await.is_err() {
+                break;
+            }
         }
-    }
-    if uids.is_empty() && cursor.is_none_or(|c| c.uidvalidity != state.uidvalidity) {
+        Ok::<(), CollectError>(())
+    };
+    let consumer = async {
+        while let Some((last_uid, fetched)) = rx.recv().await {
+            report.fetched += fetched.len();
+            let msgs: Vec<InboundMessage> =
+                fetched.into_iter().map(|m| matcher.ingest(m)).collect();
+            let next = Cursor {
+                uidvalidity: state.uidvalidity,
+                last_uid,
+            };
+            let (mb, f) = (mailbox.id.clone(), folder.to_owned());
+            let outcome = store
+                .call(move |s| s.store_imap_batch(&mb, &f, next, &msgs))
+                .await
+                .map_err(|source| CollectError::Store {
+                    mailbox: mailbox.id.clone(),
+                    source,
+                })?;
+            report.outcome.stored += outcome.stored;
+            report.outcome.matched += outcome.matched;
+            report.outcome.duplicates += outcome.duplicates;
+            if total > BATCH {
+                tracing::info!(
+                    folder,
+                    done = report.fetched,
+                    total,
+                    per_s =
+                        (report.fetched as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64,
+                    "collect progress"
+                );
+            }
+        }
+        Ok::<(), CollectError>(())
+    };
+    tokio::try_join!(producer, consumer)?;
+    if total == 0 && cursor.is_none_or(|c| c.uidvalidity != state.uidvalidity) {
         // Remember the (empty) folder's UIDVALIDITY so a later change is noticed.
         let (mb, f) = (mailbox.id.clone(), folder.to_owned());
         let next = Cursor {
@@ -447,9 +496,16 @@ async fn watch_session(
     let mut conn = ImapConnection::connect(mailbox, &password)
         .await
         .map_err(imap_err)?;
+    let mut matcher = matcher(config, mailbox, store).await?;
     loop {
-        // Probes are sent while we watch: rebuild the matcher for every pass.
-        let mut matcher = matcher(config, mailbox, store).await?;
+        // Probes are sent while we watch: load the ones stored since the last pass.
+        matcher
+            .refresh(store)
+            .await
+            .map_err(|source| CollectError::Store {
+                mailbox: mailbox.id.clone(),
+                source,
+            })?;
         let report = collect_folder(&mut conn, &mut matcher, mailbox, folder, store).await?;
         *backoff = opts.backoff_start;
         record(store, folder_source(&mailbox.id, folder), None).await;

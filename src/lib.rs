@@ -13,6 +13,7 @@ pub mod collect;
 mod commands;
 pub mod config;
 pub mod daemon;
+pub mod follow;
 pub mod mail;
 pub mod matching;
 pub mod model;

@@ -7,8 +7,14 @@
 //! `sending`, which recovery turns into `sent_unconfirmed`: never re-sent, still matched.
 //! This module wires config, channels and store; it must not retry sends on its own.
 
+use std::collections::BTreeMap;
+
 use crate::channels::email::smtp::{OutboundEmail, SmtpError, SmtpSender};
-use crate::config::{Config, Persona, Script, SecretError, Target, TemplateContext, TemplateError};
+use crate::channels::http::{HttpClient, HttpError};
+use crate::channels::{ApiOutcome, ProbeText};
+use crate::config::{
+    Config, Persona, Script, SecretError, Target, TargetChannel, TemplateContext, TemplateError,
+};
 use crate::model::{ChannelKind, Millis, ProbeStatus, now_millis};
 use crate::store::{NewProbe, SlotRef, StoreError, StoreHandle};
 
@@ -79,6 +85,20 @@ pub enum SendError {
     Prepare(#[source] SmtpError),
     #[error("cannot record the probe")]
     Store(#[from] StoreError),
+    #[error("cannot get secret `{name}` of the {channel} channel of target `{target}`")]
+    ChannelSecret {
+        target: String,
+        channel: ChannelKind,
+        name: String,
+        #[source]
+        source: SecretError,
+    },
+    #[error("cannot prepare the HTTP client of target `{target}`")]
+    Http {
+        target: String,
+        #[source]
+        source: Box<HttpError>,
+    },
 }
 
 /// A probe's Message-ID (without angle brackets): unique, and under the persona's own domain.
@@ -160,8 +180,20 @@ pub async fn send_probe(
             target: target.id.clone(),
             channel: req.channel,
         })?;
+    let script = config
+        .script(&req.script)
+        .ok_or_else(|| SendError::UnknownScript(req.script.clone()))?;
+    let persona = pick_persona(config, script, req.persona.as_deref())?;
+    let language = pick_language(persona, script, target, req.language.as_deref())?;
     if req.channel != ChannelKind::Email {
-        return Err(SendError::Unsupported(req.channel));
+        let what = ApiProbe {
+            target,
+            channel,
+            script,
+            persona,
+            language,
+        };
+        return send_api(config, store, req, what).await;
     }
     let to = channel
         .address
@@ -170,11 +202,6 @@ pub async fn send_probe(
             target: target.id.clone(),
             channel: req.channel,
         })?;
-    let script = config
-        .script(&req.script)
-        .ok_or_else(|| SendError::UnknownScript(req.script.clone()))?;
-    let persona = pick_persona(config, script, req.persona.as_deref())?;
-    let language = pick_language(persona, script, target, req.language.as_deref())?;
     let mailbox = config
         .mailbox(&persona.mailbox)
         .ok_or_else(|| SendError::UnknownMailbox(persona.mailbox.clone()))?;
@@ -274,6 +301,246 @@ pub async fn send_probe(
             })
         }
     }
+}
+
+/// The resolved parts of a ticket or chat probe.
+struct ApiProbe<'c> {
+    target: &'c Target,
+    channel: &'c TargetChannel,
+    script: &'c Script,
+    persona: &'c Persona,
+    language: String,
+}
+
+/// The channel's secrets, read now (a probe whose secret is missing is never recorded).
+pub fn channel_secrets(
+    target: &Target,
+    channel: &TargetChannel,
+) -> Result<BTreeMap<String, String>, SendError> {
+    channel
+        .secrets
+        .iter()
+        .map(|(name, source)| {
+            let value = source
+                .resolve()
+                .map_err(|source| SendError::ChannelSecret {
+                    target: target.id.clone(),
+                    channel: channel.kind,
+                    name: name.clone(),
+                    source,
+                })?;
+            Ok((name.clone(), value.expose().to_owned()))
+        })
+        .collect()
+}
+
+/// Sends a ticket or chat probe: the same lifecycle as email (row committed as `sending`
+/// with the outbound text before any request; `sent` at the 2xx of the creation or the
+/// acknowledged chat message), every HTTP exchange kept as evidence.
+async fn send_api(
+    config: &Config,
+    store: &StoreHandle,
+    req: &SendRequest,
+    p: ApiProbe<'_>,
+) -> Result<SendOutcome, SendError> {
+    let ApiProbe {
+        target,
+        channel,
+        script,
+        persona,
+        language,
+    } = p;
+    let secrets = channel_secrets(target, channel)?;
+    let timeout = config.settings.send_timeout;
+    let http =
+        HttpClient::new(channel.ca_file.as_deref(), &persona.id, timeout).map_err(|source| {
+            SendError::Http {
+                target: target.id.clone(),
+                source: Box::new(source),
+            }
+        })?;
+    for value in secrets.values() {
+        http.add_secret(value);
+    }
+    let probe_id = ulid::Ulid::new().to_string();
+    let token = crate::matching::new_token();
+    let (subject, body) = script.render(
+        &language,
+        &TemplateContext {
+            persona_name: persona.name.clone(),
+            persona_email: persona.email.clone(),
+            target_id: target.id.clone(),
+            target_name: target.name.clone(),
+            token: token.clone(),
+            probe_id: probe_id.clone(),
+        },
+    )?;
+    let driver = channel.driver.clone().unwrap_or_default();
+    let recipient = channel.base_url.clone().unwrap_or_else(|| {
+        format!(
+            "{driver}:{}",
+            channel.organization_id.clone().unwrap_or_default()
+        )
+    });
+    let outbound = serde_json::json!({
+        "channel": req.channel.as_str(),
+        "driver": driver,
+        "to": recipient,
+        "persona": {"name": persona.name, "email": persona.email},
+        "subject": subject,
+        "body": body,
+        "token": token,
+    });
+    let outbound = http.redact(&serde_json::to_string_pretty(&outbound).unwrap_or_default());
+    let text = ProbeText {
+        probe_id: probe_id.clone(),
+        token: token.clone(),
+        target_id: target.id.clone(),
+        target_name: target.name.clone(),
+        persona_id: persona.id.clone(),
+        persona_name: persona.name.clone(),
+        persona_email: persona.email.clone(),
+        language: language.clone(),
+        subject: subject.clone(),
+        body,
+    };
+    let row = NewProbe {
+        id: probe_id.clone(),
+        target: target.id.clone(),
+        channel: req.channel,
+        script: script.id.clone(),
+        persona: persona.id.clone(),
+        language,
+        urgency: script.urgency,
+        token,
+        message_id: None,
+        sender: Some(persona.email.clone()),
+        recipient: Some(recipient.clone()),
+        subject: Some(subject),
+        created_at: now_millis(),
+        vantage: config.settings.vantage.clone(),
+        slot: req.slot.clone(),
+        sending_owner: Some(crate::daemon::process::identity()),
+    };
+    store
+        .call(move |s| s.insert_sending_probe(&row, Some(outbound.as_bytes())))
+        .await?;
+    tracing::info!(probe = %probe_id, channel = %req.channel, driver = %driver, to = %recipient, "probe committed, sending");
+
+    // Several requests and 429 waits may happen; the whole send must end well before
+    // `recover_interrupted` would take the row for a crashed one.
+    let limit = timeout * 2;
+    let send = async {
+        match req.channel {
+            ChannelKind::Chat => {
+                crate::channels::chat::start(channel, &text, &http, &secrets, timeout).await
+            }
+            _ => crate::channels::ticket::send(channel, &text, &http, &secrets, timeout).await,
+        }
+    };
+    let outcome = match tokio::time::timeout(limit, send).await {
+        Ok(o) => o,
+        Err(_) => ApiOutcome::Failed {
+            error: format!(
+                "the {} send did not finish within {} s; the remote may or may not have taken it",
+                req.channel,
+                limit.as_secs()
+            ),
+            retryable: false,
+        },
+    };
+    let exchanges = http.take_exchanges();
+    let id = probe_id.clone();
+    store
+        .call(move |s| s.record_exchanges(&id, &exchanges))
+        .await?;
+    let id = probe_id.clone();
+    match outcome {
+        ApiOutcome::Accepted {
+            sent_at,
+            source,
+            refs,
+            session,
+            warning,
+        } => {
+            let refs = with_custom_refs(refs, target);
+            // A ticket is followed only when something can be polled (declarative collect
+            // steps); a chat always is.
+            let session = match req.channel {
+                ChannelKind::Chat => session,
+                _ if !channel.steps.collect.is_empty() => session,
+                _ => None,
+            };
+            let w = warning.clone();
+            store
+                .call(move |s| {
+                    s.mark_api_sent(&id, sent_at, &source, &refs, session.as_ref(), w.as_deref())
+                })
+                .await?;
+            if let Some(w) = &warning {
+                tracing::warn!(probe = %probe_id, warning = %w, "probe accepted, but a later step failed");
+            }
+            tracing::info!(probe = %probe_id, channel = %req.channel, "probe accepted by the remote");
+            Ok(SendOutcome {
+                probe_id,
+                status: ProbeStatus::Sent,
+                sent_at: Some(sent_at),
+                error: None,
+            })
+        }
+        ApiOutcome::Unconfirmed {
+            error,
+            refs,
+            session,
+        } => {
+            let refs = with_custom_refs(refs, target);
+            let stored = error.clone();
+            store
+                .call(move |s| {
+                    s.mark_api_unconfirmed(&id, &stored, &refs, session.as_ref(), now_millis())
+                })
+                .await?;
+            tracing::warn!(probe = %probe_id, error = %error, "probe maybe accepted: answer unreadable; it will not be re-sent");
+            Ok(SendOutcome {
+                probe_id,
+                status: ProbeStatus::SentUnconfirmed,
+                sent_at: None,
+                error: Some(error),
+            })
+        }
+        ApiOutcome::Failed { error, retryable } => {
+            let message = format!("probe {probe_id} to `{}`: {error}", target.id);
+            let stored = message.clone();
+            store
+                .call(move |s| s.mark_send_failed(&id, &stored, retryable))
+                .await?;
+            tracing::warn!(probe = %probe_id, error = %message, "probe send failed");
+            Ok(SendOutcome {
+                probe_id,
+                status: ProbeStatus::SendFailed,
+                sent_at: None,
+                error: Some(message),
+            })
+        }
+    }
+}
+
+/// With the target's own `rules.ticket-ref` patterns, a reference `request:12345` is also
+/// learnt as `custom:12345`, so a notification subject in the helpdesk's own form (captured
+/// by such a pattern) matches too.
+fn with_custom_refs(mut refs: Vec<String>, target: &Target) -> Vec<String> {
+    if !target.rules.ticket_ref.is_empty() {
+        let custom: Vec<String> = refs
+            .iter()
+            .filter_map(|r| r.split_once(':').map(|(_, v)| format!("custom:{v}")))
+            .collect();
+        for c in custom {
+            if !refs.contains(&c) {
+                refs.push(c);
+            }
+        }
+    }
+    refs
 }
 
 /// Marks probes left `sending` by a process that died as `sent_unconfirmed`: their owner

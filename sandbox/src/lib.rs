@@ -10,10 +10,13 @@
 //! dovecot-imapd, dovecot-lmtpd, python3-aiosmtpd). Set `DESKPROBE_KEEP_TEST_DIRS=1` to keep
 //! each test's dir (configs, `dovecot.log`, `smtp.log`, Maildirs) for debugging.
 
+pub mod desks;
 mod dovecot;
+mod maildir;
 mod process;
 mod smtp;
 pub mod tls;
+pub mod vendors;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -53,6 +56,12 @@ impl MailServers {
     /// Starts Dovecot and the SMTP relay on free ports. Panics with the server's name and log
     /// tail if either cannot start: a missing server is a failure, never a skipped test.
     pub async fn start() -> MailServers {
+        Self::start_with_users(&[]).await
+    }
+
+    /// Like [`Self::start`], with more mailboxes beside [`Self::USER`] and [`Self::SUPPORT`]
+    /// (e.g. one per simulated desk), all with [`Self::PASSWORD`].
+    pub async fn start_with_users(extra: &[&str]) -> MailServers {
         tls::install_crypto_provider();
         // DESKPROBE_KEEP_TEST_DIRS=1 keeps the dirs (configs, logs, mail) for debugging.
         let keep = std::env::var_os("DESKPROBE_KEEP_TEST_DIRS").is_some();
@@ -73,7 +82,12 @@ impl MailServers {
         let tls_dir = dir.path().join("tls");
         std::fs::create_dir(&tls_dir).expect("create tls dir");
         let pki = Pki::write(&tls_dir);
-        let users = [Self::USER, Self::SUPPORT];
+        let mut users = vec![Self::USER, Self::SUPPORT];
+        for u in extra {
+            if !users.contains(u) {
+                users.push(u);
+            }
+        }
         // Both start at once; the relay needs Dovecot only when a message arrives.
         let (dovecot, smtp) = tokio::join!(
             Dovecot::start(dir.path(), &pki, &users, Self::PASSWORD),
@@ -256,6 +270,19 @@ impl MailServers {
             .await
             .unwrap_or_else(|e| panic!("CREATE {user}/{folder}: {e}"));
         session.logout().await.ok();
+    }
+
+    /// Writes `(raw, received)` messages straight into `user`'s Maildir `folder` (created if
+    /// missing), owned by the mail user, INTERNALDATE = `received` (seconds). For benchmarks
+    /// that need a large folder fast: Dovecot indexes the files at the next SELECT. Returns
+    /// how many were written.
+    pub fn write_maildir(
+        &self,
+        user: &str,
+        folder: &str,
+        messages: impl IntoIterator<Item = (Vec<u8>, std::time::SystemTime)>,
+    ) -> usize {
+        maildir::write(&self.dir.path().join("home").join(user), folder, messages)
     }
 
     /// Kills Dovecot; its ports refuse connections when this returns. Mail stays on disk.

@@ -1,4 +1,5 @@
-//! `deskprobe collect`: one pass over every mailbox; prints a line per folder.
+//! `deskprobe collect`: one pass over every open chat and every mailbox; prints a line per
+//! chat and per folder.
 
 use std::process::ExitCode;
 
@@ -12,6 +13,23 @@ pub async fn run(ctx: &super::Context_) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot recover interrupted sends")?;
     let mut failed = false;
+    for r in crate::follow::follow_once(&ctx.config, &ctx.store).await {
+        match (&r.error, &r.closed) {
+            (Some(e), _) => {
+                failed = true;
+                eprintln!("error: probe {}: {e}", r.probe_id);
+            }
+            (None, closed) => println!(
+                "probe {}: new events {}{}",
+                r.probe_id,
+                r.new_events,
+                closed
+                    .as_ref()
+                    .map(|c| format!(" (closed: {c})"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
     for (mailbox, result) in collect_all(&ctx.config, &ctx.store).await {
         match result {
             Ok(report) => {

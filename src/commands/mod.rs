@@ -75,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             until,
             targets,
+            as_of,
         } => match Context_::load(g)? {
             Some(ctx) => {
                 let req = report::Request {
@@ -83,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     since,
                     until,
                     targets,
+                    as_of,
                 };
                 report::run(&ctx, req).await
             }

@@ -525,6 +525,35 @@ pub struct TargetChannel {
     pub organization_id: Option<String>,
     /// Disabled channels are kept but never probed.
     pub enabled: bool,
+    /// Extra trusted root CA (PEM) for the vendor's https endpoints, resolved against the
+    /// config file's directory. Default: the platform's roots.
+    pub ca_file: Option<PathBuf>,
+    /// How chat events arrive (livechat): the RTM websocket (default) or polling.
+    pub events: EventSource,
+    /// How often open tickets and chats are polled. Default: 5 s for chats, 5 min for tickets.
+    pub poll_interval: Duration,
+    /// The polite closing message sent before a chat is closed.
+    pub closing_message: String,
+    /// LiveChat `client_id` for the customer token, if the account requires one.
+    pub client_id: Option<String>,
+    /// LiveChat customer token endpoint; default `{base-url}/v2/customer/token`, or
+    /// LiveChat's accounts server when `base-url` is not given.
+    pub token_url: Option<String>,
+    /// Named secrets for declarative steps (`{{ secrets.NAME }}`), read only when used and
+    /// redacted from evidence and logs.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Declarative steps (`driver = "http"`).
+    pub steps: crate::channels::http::spec::Steps,
+}
+
+/// How a chat driver learns about new chat events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// A websocket the vendor pushes events on (LiveChat RTM), with polling to catch up after
+    /// a drop.
+    Websocket,
+    /// Polling only.
+    Poll,
 }
 
 /// `[[schedule]]`: when to probe what.

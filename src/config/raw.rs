@@ -142,6 +142,82 @@ pub struct RawChannel {
     pub base_url: Option<String>,
     pub organization_id: Option<String>,
     pub enabled: Option<bool>,
+    pub ca_file: Option<String>,
+    pub events: Option<String>,
+    pub poll_interval: Option<String>,
+    pub closing_message: Option<String>,
+    pub client_id: Option<String>,
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, RawSecretRef>,
+    #[serde(default)]
+    pub step: Vec<RawStep>,
+    #[serde(default)]
+    pub collect_step: Vec<RawStep>,
+    #[serde(default)]
+    pub close_step: Vec<RawStep>,
+}
+
+/// `{ env = "NAME" }` or `{ file = "path" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawSecretRef {
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+/// One declarative step (`driver = "http"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawStep {
+    pub name: Option<String>,
+    pub method: Option<String>,
+    pub url: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub json: Option<Any>,
+    pub form: Option<BTreeMap<String, String>>,
+    pub multipart: Option<BTreeMap<String, String>>,
+    pub body: Option<String>,
+    pub expect: Option<Vec<i64>>,
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
+    pub poll: Option<RawPoll>,
+    pub accepted: Option<bool>,
+    pub reference: Option<String>,
+    pub events: Option<RawEvents>,
+    pub ws_connect: Option<String>,
+    pub ws_send: Option<Any>,
+    pub ws_receive: Option<RawWsReceive>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawPoll {
+    pub until: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawWsReceive {
+    pub until: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawEvents {
+    pub list: Option<String>,
+    pub id: Option<String>,
+    pub at: Option<String>,
+    pub text: Option<String>,
+    pub author: Option<String>,
+    pub from: Option<String>,
+    pub agent: Option<String>,
+    pub bot: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

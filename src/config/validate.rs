@@ -21,6 +21,7 @@ use super::{
     PerChannel, Persona, Schedule, Script, ScriptText, Security, Settings, Stratify, Target,
     TargetChannel, TemplateContext, WeeklyHours,
 };
+use crate::channels::http::spec::{self as steps_spec, Steps};
 
 /// Parses and validates `text`; on failure returns every diagnostic found (unsorted).
 pub(super) fn parse(text: &str, file: &Path, sha256: String) -> Result<Config, Vec<Diagnostic>> {
@@ -788,17 +789,45 @@ impl<'i> Validator<'i> {
                 ok = false;
             }
         };
+        let driver = c.driver.as_deref();
+        let http = driver == Some("http");
+        let livechat = driver == Some("livechat");
         match kind {
             ChannelKind::Email => {
                 not_for(self, "driver", c.driver.is_some());
                 not_for(self, "base-url", c.base_url.is_some());
                 not_for(self, "organization-id", c.organization_id.is_some());
+                not_for(self, "ca-file", c.ca_file.is_some());
+                not_for(self, "poll-interval", c.poll_interval.is_some());
+                not_for(self, "secrets", !c.secrets.is_empty());
             }
             ChannelKind::Ticket => {
                 not_for(self, "address", c.address.is_some());
                 not_for(self, "organization-id", c.organization_id.is_some());
             }
             ChannelKind::Chat => not_for(self, "address", c.address.is_some()),
+        }
+        if kind != ChannelKind::Chat {
+            not_for(self, "events", c.events.is_some());
+            not_for(self, "closing-message", c.closing_message.is_some());
+        }
+        let mut driver_only = |v: &mut Self, key: &str, given: bool, which: &str| {
+            if given {
+                v.err(
+                    &path.key(key),
+                    format!("`{key}` applies only to `driver = \"{which}\"`"),
+                );
+                ok = false;
+            }
+        };
+        if !livechat {
+            driver_only(self, "client-id", c.client_id.is_some(), "livechat");
+            driver_only(self, "token-url", c.token_url.is_some(), "livechat");
+        }
+        if !http {
+            driver_only(self, "step", !c.step.is_empty(), "http");
+            driver_only(self, "collect-step", !c.collect_step.is_empty(), "http");
+            driver_only(self, "close-step", !c.close_step.is_empty(), "http");
         }
         match kind {
             ChannelKind::Email => match c.address.as_deref() {
@@ -843,7 +872,7 @@ impl<'i> Validator<'i> {
                     ok = false;
                 }
                 if kind == ChannelKind::Chat
-                    && c.driver.as_deref() == Some("livechat")
+                    && livechat
                     && c.organization_id.as_deref().is_none_or(str::is_empty)
                 {
                     self.err(
@@ -855,8 +884,95 @@ impl<'i> Validator<'i> {
             }
         }
         if let Some(url) = c.base_url.as_deref() {
-            ok &= self.http_url(&path.key("base-url"), url);
+            ok &= self.vendor_url(&path.key("base-url"), url);
         }
+        if let Some(url) = c.token_url.as_deref() {
+            ok &= self.vendor_url(&path.key("token-url"), url);
+        }
+        let ca_file = c.ca_file.as_deref().and_then(|f| {
+            if f.is_empty() {
+                self.err(&path.key("ca-file"), "must not be empty");
+                None
+            } else {
+                Some(self.dir.join(f))
+            }
+        });
+        if c.ca_file.as_deref() == Some("") {
+            ok = false;
+        }
+        let events = match c.events.as_deref() {
+            None if http => Some(super::EventSource::Poll),
+            None | Some("websocket") => Some(super::EventSource::Websocket),
+            Some("poll") => Some(super::EventSource::Poll),
+            Some(other) => {
+                let msg =
+                    format!("unknown events source `{other}` (expected \"websocket\" or \"poll\")");
+                self.err(&path.key("events"), msg);
+                None
+            }
+        };
+        let default_interval = if kind == ChannelKind::Chat {
+            "5s"
+        } else {
+            "5m"
+        };
+        let poll_interval = self.positive_duration(
+            &path.key("poll-interval"),
+            c.poll_interval.as_deref(),
+            default_interval,
+        );
+        let closing_message = c
+            .closing_message
+            .unwrap_or_else(|| "Thank you, that answers my question. Goodbye!".to_owned());
+        if closing_message.trim().is_empty() {
+            self.err(&path.key("closing-message"), "must not be empty");
+            ok = false;
+        }
+        let mut secrets = BTreeMap::new();
+        for (name, r) in c.secrets {
+            let spath = path.key("secrets").key(&name);
+            if !is_identifier(&name) {
+                let msg = format!("`{name}` is not a secret name ([A-Za-z_][A-Za-z0-9_]*)");
+                self.push(&spath, Anchor::Key, msg);
+                ok = false;
+                continue;
+            }
+            match (r.env, r.file) {
+                (Some(env), None) if is_identifier(&env) => {
+                    secrets.insert(name, SecretSource::Env(env));
+                }
+                (Some(env), None) => {
+                    let msg = format!("`{env}` is not an environment variable name");
+                    self.err(&spath.key("env"), msg);
+                    ok = false;
+                }
+                (None, Some(file)) if !file.is_empty() => {
+                    let full = self.dir.join(&file);
+                    match secret::check_file_mode(&full) {
+                        Ok(()) => {
+                            secrets.insert(name, SecretSource::File(full));
+                        }
+                        Err(e) => {
+                            self.err(&spath.key("file"), error_chain(&e));
+                            ok = false;
+                        }
+                    }
+                }
+                _ => {
+                    self.err(
+                        &spath,
+                        "give exactly one of `env = \"NAME\"` and `file = \"path\"`",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let steps = if http {
+            let names: BTreeSet<String> = secrets.keys().cloned().collect();
+            self.all_steps(path, &c.step, &c.collect_step, &c.close_step, &names)
+        } else {
+            Some(Steps::default())
+        };
         ok.then_some(())?;
         Some(TargetChannel {
             kind,
@@ -865,7 +981,512 @@ impl<'i> Validator<'i> {
             base_url: c.base_url,
             organization_id: c.organization_id,
             enabled: c.enabled.unwrap_or(true),
+            ca_file,
+            events: events?,
+            poll_interval: poll_interval?,
+            closing_message,
+            client_id: c.client_id,
+            token_url: c.token_url,
+            secrets,
+            steps: steps?,
         })
+    }
+
+    /// An http(s) URL of a vendor endpoint: plaintext `http://` only to a loopback host.
+    fn vendor_url(&mut self, path: &KeyPath, url: &str) -> bool {
+        if !self.http_url(path, url) {
+            return false;
+        }
+        match plaintext_to_remote(url) {
+            Some(host) => {
+                self.err(
+                    path,
+                    format!(
+                        "plaintext http:// is only allowed to a loopback host, not `{host}`; use https://"
+                    ),
+                );
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn all_steps(
+        &mut self,
+        path: &KeyPath,
+        send: &[raw::RawStep],
+        collect: &[raw::RawStep],
+        close: &[raw::RawStep],
+        secrets: &BTreeSet<String>,
+    ) -> Option<Steps> {
+        if send.is_empty() {
+            self.err(
+                &path.key("step"),
+                "`driver = \"http\"` needs at least one [[target.channel.step]]",
+            );
+            return None;
+        }
+        let mut known: BTreeSet<String> = crate::channels::http::steps::BASE_NAMES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let send = self.steps(&path.key("step"), send, &mut known, secrets, true);
+        let collect = self.steps(
+            &path.key("collect-step"),
+            collect,
+            &mut known,
+            secrets,
+            false,
+        );
+        let close = self.steps(&path.key("close-step"), close, &mut known, secrets, false);
+        Some(Steps {
+            send: send?,
+            collect: collect?,
+            close: close?,
+        })
+    }
+
+    /// Validates one phase of steps. `known` holds the template names defined so far and
+    /// grows with each step's captures.
+    fn steps(
+        &mut self,
+        path: &KeyPath,
+        list: &[raw::RawStep],
+        known: &mut BTreeSet<String>,
+        secrets: &BTreeSet<String>,
+        send_phase: bool,
+    ) -> Option<Vec<steps_spec::Step>> {
+        use steps_spec::{Action, Body, Cond, EventSpec, Pointer, Poll};
+        let mut out = Vec::new();
+        let mut ok = true;
+        let mut ws_open = false;
+        let mut accepted_at: Option<usize> = None;
+        for (i, r) in list.iter().enumerate() {
+            let spath = path.index(i);
+            let name = r.name.clone().unwrap_or_else(|| format!("step {}", i + 1));
+            let mut step_ok = true;
+            let tmpl = |v: &mut Self, p: &KeyPath, src: &str, known: &BTreeSet<String>| -> bool {
+                match crate::channels::http::steps::check_template(src, known, secrets) {
+                    Ok(()) => true,
+                    Err(msg) => {
+                        v.err(p, msg);
+                        false
+                    }
+                }
+            };
+            let kinds = [
+                r.url.is_some() || r.method.is_some(),
+                r.ws_connect.is_some(),
+                r.ws_send.is_some(),
+                r.ws_receive.is_some(),
+            ];
+            let action = match kinds.iter().filter(|k| **k).count() {
+                1 => {
+                    if r.url.is_some() || r.method.is_some() {
+                        let method = r.method.clone().unwrap_or_else(|| "GET".into());
+                        let upper = method.to_ascii_uppercase();
+                        if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+                            .contains(&upper.as_str())
+                        {
+                            self.err(
+                                &spath.key("method"),
+                                format!("unknown HTTP method `{method}`"),
+                            );
+                            step_ok = false;
+                        }
+                        let url = match &r.url {
+                            Some(u) => {
+                                step_ok &= tmpl(self, &spath.key("url"), u, known);
+                                self.step_url(&spath.key("url"), u, known, secrets, false);
+                                u.clone()
+                            }
+                            None => {
+                                self.err(&spath.key("url"), "missing required key `url`");
+                                step_ok = false;
+                                String::new()
+                            }
+                        };
+                        let bodies = [
+                            r.json.is_some(),
+                            r.form.is_some(),
+                            r.multipart.is_some(),
+                            r.body.is_some(),
+                        ];
+                        let body = if bodies.iter().filter(|b| **b).count() > 1 {
+                            self.err(
+                                &spath,
+                                "give at most one of `json`, `form`, `multipart` and `body`",
+                            );
+                            step_ok = false;
+                            Body::None
+                        } else if let Some(j) = &r.json {
+                            let value = toml_to_json(j);
+                            for (p, s) in json_strings(&value) {
+                                let _ = p;
+                                step_ok &= tmpl(self, &spath.key("json"), &s, known);
+                            }
+                            Body::Json(value)
+                        } else if let Some(f) = &r.form {
+                            for (k, v) in f {
+                                step_ok &= tmpl(self, &spath.key("form").key(k), v, known);
+                            }
+                            Body::Form(f.clone().into_iter().collect())
+                        } else if let Some(f) = &r.multipart {
+                            for (k, v) in f {
+                                step_ok &= tmpl(self, &spath.key("multipart").key(k), v, known);
+                            }
+                            Body::Multipart(f.clone().into_iter().collect())
+                        } else if let Some(b) = &r.body {
+                            step_ok &= tmpl(self, &spath.key("body"), b, known);
+                            Body::Text(b.clone())
+                        } else {
+                            Body::None
+                        };
+                        for (k, v) in &r.headers {
+                            step_ok &= tmpl(self, &spath.key("headers").key(k), v, known);
+                        }
+                        Action::Http {
+                            method: upper,
+                            url,
+                            headers: r.headers.clone().into_iter().collect(),
+                            body,
+                        }
+                    } else if let Some(u) = &r.ws_connect {
+                        step_ok &= tmpl(self, &spath.key("ws-connect"), u, known);
+                        self.step_url(&spath.key("ws-connect"), u, known, secrets, true);
+                        for (k, v) in &r.headers {
+                            step_ok &= tmpl(self, &spath.key("headers").key(k), v, known);
+                        }
+                        ws_open = true;
+                        Action::WsConnect {
+                            url: u.clone(),
+                            headers: r.headers.clone().into_iter().collect(),
+                        }
+                    } else if let Some(m) = &r.ws_send {
+                        if !ws_open {
+                            self.err(
+                                &spath.key("ws-send"),
+                                "no earlier `ws-connect` step in this list",
+                            );
+                            step_ok = false;
+                        }
+                        let value = toml_to_json(m);
+                        for (_, s) in json_strings(&value) {
+                            step_ok &= tmpl(self, &spath.key("ws-send"), &s, known);
+                        }
+                        Action::WsSend { message: value }
+                    } else {
+                        let w = r.ws_receive.as_ref().expect("counted above");
+                        if !ws_open {
+                            self.err(
+                                &spath.key("ws-receive"),
+                                "no earlier `ws-connect` step in this list",
+                            );
+                            step_ok = false;
+                        }
+                        let until = match w.until.as_deref().map(Cond::parse) {
+                            None => None,
+                            Some(Ok(c)) => Some(c),
+                            Some(Err(msg)) => {
+                                self.err(&spath.key("ws-receive").key("until"), msg);
+                                step_ok = false;
+                                None
+                            }
+                        };
+                        if w.timeout.is_some() {
+                            self.err(
+                                &spath.key("ws-receive").key("timeout"),
+                                "give the timeout as the step's own `timeout` key",
+                            );
+                            step_ok = false;
+                        }
+                        Action::WsReceive { until }
+                    }
+                }
+                0 => {
+                    self.err(
+                        &spath,
+                        "a step needs one of `url` (HTTP), `ws-connect`, `ws-send` or `ws-receive`",
+                    );
+                    ok = false;
+                    continue;
+                }
+                _ => {
+                    self.err(&spath, "a step does only one of `url` (HTTP), `ws-connect`, `ws-send` and `ws-receive`");
+                    ok = false;
+                    continue;
+                }
+            };
+            let is_http = matches!(action, Action::Http { .. });
+            let mut expect = Vec::new();
+            for (j, code) in r.expect.iter().flatten().enumerate() {
+                match u16::try_from(*code)
+                    .ok()
+                    .filter(|c| (100..=599).contains(c))
+                {
+                    Some(c) => expect.push(c),
+                    None => {
+                        self.err(
+                            &spath.key("expect").index(j),
+                            format!("`{code}` is not an HTTP status code (100-599)"),
+                        );
+                        step_ok = false;
+                    }
+                }
+            }
+            if !is_http && r.expect.is_some() {
+                self.err(&spath.key("expect"), "`expect` applies only to HTTP steps");
+                step_ok = false;
+            }
+            let poll = match &r.poll {
+                None => None,
+                Some(_) if !is_http => {
+                    self.err(&spath.key("poll"), "`poll` applies only to HTTP steps");
+                    step_ok = false;
+                    None
+                }
+                Some(p) => {
+                    let ppath = spath.key("poll");
+                    let until = match p.until.as_deref() {
+                        None => {
+                            self.err(&ppath.key("until"), "missing required key `until`");
+                            None
+                        }
+                        Some(u) => match Cond::parse(u) {
+                            Ok(c) => Some(c),
+                            Err(msg) => {
+                                self.err(&ppath.key("until"), msg);
+                                None
+                            }
+                        },
+                    };
+                    let interval =
+                        self.positive_duration(&ppath.key("interval"), p.interval.as_deref(), "2s");
+                    let timeout =
+                        self.positive_duration(&ppath.key("timeout"), p.timeout.as_deref(), "60s");
+                    match (until, interval, timeout) {
+                        (Some(until), Some(interval), Some(timeout)) => Some(Poll {
+                            until,
+                            interval,
+                            timeout,
+                        }),
+                        _ => {
+                            step_ok = false;
+                            None
+                        }
+                    }
+                }
+            };
+            let timeout = match r.timeout.as_deref() {
+                None => None,
+                Some(t) => {
+                    let d = self.positive_duration(&spath.key("timeout"), Some(t), "");
+                    if d.is_none() {
+                        step_ok = false;
+                    }
+                    d
+                }
+            };
+            let mut capture = Vec::new();
+            let mut new_names = Vec::new();
+            for (cname, ptr) in &r.capture {
+                let cpath = spath.key("capture").key(cname);
+                if !is_identifier(cname) {
+                    self.push(
+                        &cpath,
+                        Anchor::Key,
+                        format!("`{cname}` is not a capture name ([A-Za-z_][A-Za-z0-9_]*)"),
+                    );
+                    step_ok = false;
+                    continue;
+                }
+                if crate::channels::http::steps::BASE_NAMES.contains(&cname.as_str()) {
+                    self.push(
+                        &cpath,
+                        Anchor::Key,
+                        format!("`{cname}` is provided by deskprobe and cannot be a capture name"),
+                    );
+                    step_ok = false;
+                    continue;
+                }
+                match Pointer::parse(ptr) {
+                    Ok(p) => {
+                        capture.push((cname.clone(), p));
+                        new_names.push(cname.clone());
+                    }
+                    Err(msg) => {
+                        self.err(&cpath, msg);
+                        step_ok = false;
+                    }
+                }
+            }
+            if !capture.is_empty()
+                && matches!(action, Action::WsConnect { .. } | Action::WsSend { .. })
+            {
+                self.err(
+                    &spath.key("capture"),
+                    "only HTTP and `ws-receive` steps have an answer to capture from",
+                );
+                step_ok = false;
+            }
+            // Captures are defined for the later templates of this step (its reference) and
+            // for every later step.
+            known.extend(new_names);
+            let reference = match &r.reference {
+                None => None,
+                Some(t) => {
+                    step_ok &= tmpl(self, &spath.key("reference"), t, known);
+                    Some(t.clone())
+                }
+            };
+            let accepted = r.accepted.unwrap_or(false);
+            if accepted {
+                if !send_phase {
+                    self.err(
+                        &spath.key("accepted"),
+                        "`accepted` applies only to [[target.channel.step]]",
+                    );
+                    step_ok = false;
+                } else if !is_http {
+                    self.err(
+                        &spath.key("accepted"),
+                        "only an HTTP step can be the acceptance",
+                    );
+                    step_ok = false;
+                } else if let Some(first) = accepted_at {
+                    self.err(
+                        &spath.key("accepted"),
+                        format!("step {} is already marked `accepted`", first + 1),
+                    );
+                    step_ok = false;
+                } else {
+                    accepted_at = Some(i);
+                }
+            }
+            let events = match &r.events {
+                None => None,
+                Some(e) => {
+                    let epath = spath.key("events");
+                    let ptr = |v: &mut Self,
+                               key: &str,
+                               given: Option<&String>,
+                               required: bool|
+                     -> Option<Option<Pointer>> {
+                        match given {
+                            None if required => {
+                                v.err(&epath.key(key), format!("missing required key `{key}`"));
+                                None
+                            }
+                            None => Some(None),
+                            Some(p) => match Pointer::parse(p) {
+                                Ok(p) => Some(Some(p)),
+                                Err(msg) => {
+                                    v.err(&epath.key(key), msg);
+                                    None
+                                }
+                            },
+                        }
+                    };
+                    let list = ptr(self, "list", e.list.as_ref(), true);
+                    let id = ptr(self, "id", e.id.as_ref(), true);
+                    let at = ptr(self, "at", e.at.as_ref(), true);
+                    let text = ptr(self, "text", e.text.as_ref(), true);
+                    let from = ptr(self, "from", e.from.as_ref(), true);
+                    let author = ptr(self, "author", e.author.as_ref(), false);
+                    if e.agent.is_none() {
+                        self.err(
+                            &epath.key("agent"),
+                            "missing required key `agent` (the `from` value of agent messages)",
+                        );
+                    }
+                    match (list, id, at, text, from, author, e.agent.clone()) {
+                        (
+                            Some(Some(list)),
+                            Some(Some(id)),
+                            Some(Some(at)),
+                            Some(Some(text)),
+                            Some(Some(from)),
+                            Some(author),
+                            Some(agent),
+                        ) => Some(EventSpec {
+                            list,
+                            id,
+                            at,
+                            text,
+                            author,
+                            from,
+                            agent,
+                            bot: e.bot.clone(),
+                        }),
+                        _ => {
+                            step_ok = false;
+                            None
+                        }
+                    }
+                }
+            };
+            if events.is_some() && !is_http && !matches!(action, Action::WsReceive { .. }) {
+                self.err(
+                    &spath.key("events"),
+                    "only HTTP and `ws-receive` steps have an answer to read events from",
+                );
+                step_ok = false;
+            }
+            if step_ok {
+                out.push(steps_spec::Step {
+                    name,
+                    action,
+                    expect,
+                    capture,
+                    poll,
+                    accepted,
+                    reference,
+                    events,
+                    timeout,
+                });
+            } else {
+                ok = false;
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// Checks a step URL after rendering it with sample values: http(s) (or ws(s) for
+    /// websockets), and plaintext only to a loopback host.
+    fn step_url(
+        &mut self,
+        path: &KeyPath,
+        url: &str,
+        known: &BTreeSet<String>,
+        secrets: &BTreeSet<String>,
+        websocket: bool,
+    ) {
+        // A URL that is all template (`{{ endpoint }}`) is checked when it is used.
+        let Ok(rendered) = crate::channels::http::steps::render_sample(url, known, secrets) else {
+            return;
+        };
+        if rendered.starts_with(crate::channels::http::steps::SAMPLE) {
+            return;
+        }
+        let (secure, plain) = if websocket {
+            ("wss", "ws")
+        } else {
+            ("https", "http")
+        };
+        let rest = strip_scheme(&rendered, secure).or_else(|| strip_scheme(&rendered, plain));
+        if rest.is_none() {
+            self.err(
+                path,
+                format!("`{url}` must start with {secure}:// or {plain}://"),
+            );
+            return;
+        }
+        if let Some(host) = plaintext_to_remote(&rendered) {
+            self.err(
+                path,
+                format!("plaintext {plain}:// is only allowed to a loopback host, not `{host}`; use {secure}://"),
+            );
+        }
     }
 
     fn schedule(
@@ -1497,4 +2118,58 @@ fn is_language(code: &str) -> bool {
         sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve \
         vi vo wa wo xh yi yo za zh zu";
     code.len() == 2 && ISO_639_1.split_whitespace().any(|c| c == code)
+}
+
+/// The host of a plaintext (`http://` or `ws://`) URL whose host is not loopback.
+pub(crate) fn plaintext_to_remote(url: &str) -> Option<String> {
+    let rest = strip_scheme(url, "http").or_else(|| strip_scheme(url, "ws"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    (!is_loopback(host)).then(|| host.to_owned())
+}
+
+/// A TOML value as JSON (dates become their TOML text).
+fn toml_to_json(v: &Any) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Any::String(s) => J::String(s.clone()),
+        Any::Integer(i) => J::from(*i),
+        Any::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        Any::Boolean(b) => J::Bool(*b),
+        Any::Datetime(d) => J::String(d.to_string()),
+        Any::Array(a) => J::Array(a.iter().map(toml_to_json).collect()),
+        Any::Table(t) => J::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Every string in a JSON value (keys and values), with a path for messages.
+fn json_strings(v: &serde_json::Value) -> Vec<(String, String)> {
+    fn walk(v: &serde_json::Value, at: String, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::String(s) => out.push((at, s.clone())),
+            serde_json::Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, format!("{at}[{i}]"), out);
+                }
+            }
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    out.push((format!("{at}.{k}"), k.clone()));
+                    walk(x, format!("{at}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, String::new(), &mut out);
+    out
 }

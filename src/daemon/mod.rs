@@ -41,6 +41,8 @@ pub struct DaemonOptions {
     /// A slot this far behind `now` when first seen was missed (daemon down): the config's
     /// `missed` policy applies instead of sending.
     pub grace: Duration,
+    /// How often the daemon looks for chats to follow (new ones are opened by sends).
+    pub session_scan: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -50,6 +52,7 @@ impl Default for DaemonOptions {
             max_sleep: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(3),
             grace: schedule::DEFAULT_GRACE,
+            session_scan: Duration::from_secs(1),
         }
     }
 }
@@ -220,7 +223,8 @@ pub struct TickReport {
     pub collect_errors: Vec<String>,
 }
 
-/// One pass for cron: send what is due, collect every folder once, close ended windows.
+/// One pass for cron: send what is due, follow open chats once, collect every folder once,
+/// close ended windows.
 /// Idempotent: a second tick right after sends nothing twice.
 pub async fn tick(
     config: &Config,
@@ -233,6 +237,13 @@ pub async fn tick(
         pass,
         ..TickReport::default()
     };
+    for r in crate::follow::follow_once(config, store).await {
+        if let Some(e) = r.error {
+            report
+                .collect_errors
+                .push(format!("probe {}: {e}", r.probe_id));
+        }
+    }
     for (_, result) in collect_all(config, store).await {
         match result {
             Ok(r) => {
@@ -270,6 +281,14 @@ pub async fn run(
             ));
         }
     }
+    // Open chats (and followed tickets): one task each, woken by the vendor's websocket or
+    // polling.
+    watchers.spawn(crate::follow::watch_sessions(
+        Arc::clone(&config),
+        store.clone(),
+        stop.clone(),
+        opts.session_scan,
+    ));
     tracing::info!(
         watchers = watchers.len(),
         schedules = config.schedules.len(),

@@ -26,7 +26,7 @@ use crate::config::{Availability, Config, WeeklyHours};
 use crate::model::{ChannelKind, Event, Millis, Probe, Urgency};
 
 pub use calendar::ClaimClock;
-use probe::{ProbeOutcome, Sending, View};
+use probe::{EventRow, ProbeOutcome, ProbeRow, Sending, View};
 use stats::KmQuantile;
 
 /// Fewer eligible probes than this give `insufficient_evidence` (SLA and 24/7 off-hours).
@@ -314,6 +314,41 @@ pub struct Latency {
     pub max: Option<f64>,
 }
 
+/// One sent probe as scored: the inputs of every figure and verdict it contributes to, so a
+/// report can show (and a reader can recount) each probe behind a figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeScore {
+    /// The probe's id.
+    pub probe_id: String,
+    /// Send time t0.
+    pub t0: Millis,
+    /// End of its observation window, t0 + W.
+    pub horizon: Millis,
+    /// First acknowledgement (auto-ack or bot) within the window.
+    pub ack_at: Option<Millis>,
+    /// First human response within the window.
+    pub human_at: Option<Millis>,
+    /// Seconds from t0 to the first acknowledgement.
+    pub ack_s: Option<f64>,
+    /// Seconds from t0 to the first human response.
+    pub first_human_s: Option<f64>,
+    /// Without a human response: seconds from t0 to where the Kaplan–Meier observation is
+    /// censored, min(now, t0 + W) − t0.
+    pub censored_s: Option<f64>,
+    /// Whether a bounce came back.
+    pub bounced: bool,
+    /// Where the probe stands against the SLA; `None` without an SLA.
+    pub sla: Option<SlaState>,
+    /// Hour of the week (0 = Monday 00:00–00:59) of t0 in the target's zone.
+    pub hour_of_week: Option<usize>,
+    /// Whether t0 lies outside the reference business hours in the target's zone.
+    pub off_hours: Option<bool>,
+    /// Whether the first human response is in the probe's language (when detected).
+    pub language_match: Option<bool>,
+    /// Whether the first human response stated the expected facts (when checked).
+    pub facts: Option<bool>,
+}
+
 /// One target × channel, scored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelScore {
@@ -355,6 +390,14 @@ pub struct ChannelScore {
     pub latency: Latency,
     /// Which figures overrides changed.
     pub overrides: OverrideMarker,
+    /// The Kaplan–Meier curve of time to first human response (seconds) behind
+    /// `first_human.km_*`, for plotting.
+    pub km_curve: stats::KaplanMeier,
+    /// The claimed first-response time in seconds, as written in the claim (also when there is
+    /// no availability claim and hence no SLA); `None` when the target claims none.
+    pub claimed_first_response_s: Option<f64>,
+    /// Every sent probe with its verdict inputs, in send order.
+    pub probes: Vec<ProbeScore>,
 }
 
 fn seconds(ms: i64) -> f64 {
@@ -377,6 +420,7 @@ pub fn score_channel(
     spec: &ChannelSpec,
     sent: &[ProbeOutcome],
     send_failed: u64,
+    latencies_ms: &[i64],
     now: Millis,
 ) -> ChannelScore {
     let all: Vec<&ProbeOutcome> = sent.iter().collect();
@@ -391,11 +435,7 @@ pub fn score_channel(
         .filter_map(ProbeOutcome::ack_delay_ms)
         .map(seconds)
         .collect();
-    let latencies: Vec<f64> = sent
-        .iter()
-        .flat_map(|o| o.latencies.iter().copied())
-        .map(seconds)
-        .collect();
+    let latencies: Vec<f64> = latencies_ms.iter().copied().map(seconds).collect();
 
     let states: Vec<Option<SlaState>> = sent
         .iter()
@@ -496,9 +536,9 @@ pub fn score_channel(
     let mut language_match = Rate::default();
     let mut facts = Rate::default();
     for o in sent.iter().filter(|o| o.human_at.is_some()) {
-        if let Some(lang) = &o.human_language {
+        if let Some(same) = o.human_language_match {
             language_match.checked += 1;
-            if same_language(lang, &o.language) {
+            if same {
                 language_match.hits += 1;
             }
         }
@@ -557,18 +597,53 @@ pub fn score_channel(
             max: latencies.iter().copied().reduce(f64::max),
         },
         overrides: OverrideMarker::default(),
+        claimed_first_response_s: spec.sla.as_ref().map(|s| seconds(s.target_ms)),
+        km_curve: km,
+        probes: Vec::new(),
     }
+}
+
+/// Every sent probe of one target × channel with its verdict inputs, in the order given
+/// (the per-probe listing behind the figures of [`score_channel`]).
+pub fn probe_scores(spec: &ChannelSpec, sent: &[ProbeOutcome], now: Millis) -> Vec<ProbeScore> {
+    let states: Vec<Option<SlaState>> = sent
+        .iter()
+        .map(|o| spec.sla.as_ref().map(|s| sla_state(o, s, now)))
+        .collect();
+    let local: Vec<Option<(usize, u16)>> = sent
+        .iter()
+        .map(|o| calendar::hour_of_week(&spec.tz, o.t0))
+        .collect();
+    sent.iter()
+        .zip(states.iter().zip(&local))
+        .map(|(o, (st, at))| {
+            let human_s = o.human_delay_ms().map(seconds);
+            ProbeScore {
+                probe_id: o.probe_id.clone(),
+                t0: o.t0,
+                horizon: o.horizon,
+                ack_at: o.ack_at,
+                human_at: o.human_at,
+                ack_s: o.ack_delay_ms().map(seconds),
+                first_human_s: human_s,
+                censored_s: human_s.is_none().then(|| seconds(o.km_observation(now).0)),
+                bounced: o.bounced,
+                sla: *st,
+                hour_of_week: at.map(|(how, _)| how),
+                off_hours: at.map(|(how, minute)| !spec.business_hours.contains(how / 24, minute)),
+                language_match: o.human_at.and(o.human_language_match),
+                facts: o.human_at.and(o.human_facts),
+            }
+        })
+        .collect()
 }
 
 /// Language codes compare on their primary subtag, case-insensitively (`en-GB` = `en`).
 fn same_language(a: &str, b: &str) -> bool {
-    let primary = |s: &str| {
-        s.split(['-', '_'])
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    primary(a) == primary(b)
+    fn primary(s: &str) -> &str {
+        s.split(['-', '_']).next().unwrap_or("")
+    }
+    primary(a).eq_ignore_ascii_case(primary(b))
 }
 
 impl ChannelScore {
@@ -662,6 +737,60 @@ pub struct TargetScore {
     pub availability: Option<String>,
     /// Channels configured on the target or probed, in the order email, ticket, chat.
     pub channels: Vec<ChannelScore>,
+    /// Where the claims were read and when, for the methodology.
+    pub claims: ClaimSummary,
+}
+
+/// A target's claims as the report cites them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClaimSummary {
+    /// Where the claims were read (URL).
+    pub source: String,
+    /// When they were read (`YYYY-MM-DD`).
+    pub captured: String,
+    /// Claimed support languages.
+    pub languages: Vec<String>,
+    /// The researcher's note on the claims.
+    pub note: Option<String>,
+    /// Whether a researcher marked the target's addresses and claims as checked.
+    pub verified: bool,
+}
+
+/// The settings every figure depends on, for the methodology section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Method {
+    /// Compliance target q.
+    pub compliance_target: f64,
+    /// Observation window W per channel, in seconds (email, ticket, chat).
+    pub observation_window_s: Vec<(ChannelKind, f64)>,
+    /// Reference business hours of the 24/7 split (in each target's zone).
+    pub business_hours: WeeklyHours,
+    /// Calendars that availability claims name.
+    pub calendars: Vec<CalendarSummary>,
+}
+
+impl Default for Method {
+    fn default() -> Method {
+        Method {
+            compliance_target: 0.95,
+            observation_window_s: Vec::new(),
+            business_hours: WeeklyHours::office_default(),
+            calendars: Vec::new(),
+        }
+    }
+}
+
+/// A business calendar a claim is measured on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalendarSummary {
+    /// Calendar id.
+    pub id: String,
+    /// IANA zone name.
+    pub timezone: String,
+    /// Opening hours.
+    pub hours: WeeklyHours,
+    /// Holidays (`YYYY-MM-DD`).
+    pub holidays: Vec<String>,
 }
 
 /// Probes of a target the config does not know (e.g. imported from another vantage point).
@@ -688,6 +817,8 @@ pub struct ScoredModel {
     pub targets: Vec<TargetScore>,
     /// Probes that were not scored because their target is not in the config.
     pub unknown_targets: Vec<UnknownTarget>,
+    /// The settings the figures were computed with.
+    pub method: Method,
 }
 
 /// What to score.
@@ -746,101 +877,340 @@ fn duration_ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Scores every selected probe against the config's claims.
+/// Scores every selected probe against the config's claims (with the per-probe listing of
+/// each channel). The whole evidence is in memory here; [`Scorer`] is the streaming form.
 pub fn score(input: ScoreInput<'_>) -> ScoredModel {
-    let selected: Vec<&Probe> = input
-        .probes
-        .iter()
-        .filter(|p| input.since.is_none_or(|s| probe_time(p) >= s))
-        .filter(|p| input.until.is_none_or(|u| probe_time(p) < u))
-        .filter(|p| input.targets.is_empty() || input.targets.contains(&p.target))
-        .collect();
+    let mut scorer = Scorer::new(
+        input.config,
+        input.now,
+        input.since,
+        input.until,
+        input.targets,
+        ScoreOptions { per_probe: true },
+    );
     let mut events_of: HashMap<&str, Vec<&Event>> = HashMap::new();
     for e in input.events {
         events_of.entry(e.probe_id.as_str()).or_default().push(e);
     }
-    let mut by_target: BTreeMap<&str, Vec<&Probe>> = BTreeMap::new();
-    for p in &selected {
-        by_target.entry(p.target.as_str()).or_default().push(p);
+    for p in input.probes {
+        let mut evs: Vec<&Event> = events_of.get(p.id.as_str()).cloned().unwrap_or_default();
+        evs.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+        let rows: Vec<EventRow<'_>> = evs.into_iter().map(EventRow::from).collect();
+        scorer.add(&ProbeRow::from(p), &rows);
+    }
+    scorer.finish()
+}
+
+/// Options of a scoring run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreOptions {
+    /// Fill [`ChannelScore::probes`] (every probe with its verdict inputs): the HTML report
+    /// lists them; the JSON report does not, and a large archive scores in far less memory
+    /// without them.
+    pub per_probe: bool,
+}
+
+/// One target × channel being accumulated.
+struct Group {
+    spec: ChannelSpec,
+    /// As reviewed (overrides applied), in the order added.
+    reviewed: Vec<ProbeOutcome>,
+    /// Measurement latencies of the responses, ms.
+    latencies: Vec<i64>,
+    failed: u64,
+    /// Events of this channel's probes whose kind a reviewer overrode.
+    overridden: u64,
+    /// The classifier's view of the probes an override touches: (index in `reviewed`, outcome).
+    classified: Vec<(usize, ProbeOutcome)>,
+}
+
+/// The streaming form of [`score`]: probes are added one at a time with their events, then
+/// [`Scorer::finish`] scores them. Holds one small [`ProbeOutcome`] per sent probe and the
+/// response latencies, never the probes or events themselves, so a store scan can feed it an
+/// archive of millions. Gives the same model as [`score`] on the same evidence.
+pub struct Scorer<'c> {
+    config: &'c Config,
+    now: Millis,
+    since: Option<Millis>,
+    until: Option<Millis>,
+    targets: Vec<String>,
+    options: ScoreOptions,
+    /// Config target id → its position in `config.targets`.
+    index: HashMap<&'c str, usize>,
+    /// Per config target, per channel (in `ChannelKind::ALL` order).
+    groups: Vec<[Option<Group>; 3]>,
+    unknown: BTreeMap<String, u64>,
+    window_from: Option<Millis>,
+    scratch: Vec<i64>,
+}
+
+impl<'c> Scorer<'c> {
+    /// A scorer of probes sent in `[since, until)` (either bound optional) of `targets`
+    /// (empty = all), at `now`.
+    pub fn new(
+        config: &'c Config,
+        now: Millis,
+        since: Option<Millis>,
+        until: Option<Millis>,
+        targets: &[String],
+        options: ScoreOptions,
+    ) -> Scorer<'c> {
+        Scorer {
+            config,
+            now,
+            since,
+            until,
+            targets: targets.to_vec(),
+            options,
+            index: config
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.id.as_str(), i))
+                .collect(),
+            groups: config.targets.iter().map(|_| [None, None, None]).collect(),
+            unknown: BTreeMap::new(),
+            window_from: None,
+            scratch: Vec::new(),
+        }
     }
 
-    let mut targets = Vec::new();
-    for t in &input.config.targets {
-        if !input.targets.is_empty() && !input.targets.contains(&t.id) {
-            continue;
+    /// Adds one probe with its events, ordered by (occurred_at, id). Probes outside the
+    /// window or the targets are skipped.
+    pub fn add(&mut self, probe: &ProbeRow<'_>, events: &[EventRow<'_>]) {
+        let t = probe.sent_at.unwrap_or(probe.created_at);
+        if self.since.is_some_and(|s| t < s)
+            || self.until.is_some_and(|u| t >= u)
+            || (!self.targets.is_empty() && !self.targets.iter().any(|x| x == probe.target))
+        {
+            return;
         }
-        let probes = by_target.remove(t.id.as_str()).unwrap_or_default();
-        let mut channels = Vec::new();
-        for &kind in ChannelKind::ALL {
-            let mine: Vec<&Probe> = probes
-                .iter()
-                .copied()
-                .filter(|p| p.channel == kind)
-                .collect();
-            if t.channel(kind).is_none() && mine.is_empty() {
-                continue;
+        self.window_from = Some(self.window_from.map_or(t, |w| w.min(t)));
+        let Some(&ti) = self.index.get(probe.target) else {
+            match self.unknown.get_mut(probe.target) {
+                Some(n) => *n += 1,
+                None => {
+                    self.unknown.insert(probe.target.to_owned(), 1);
+                }
             }
-            let spec = channel_spec(input.config, t, kind);
-            let run = |view: View| {
-                let mut outcomes = Vec::new();
-                let mut failed = 0;
-                for p in &mine {
-                    let evs = events_of.get(p.id.as_str()).map_or(&[][..], Vec::as_slice);
-                    match probe::reduce(p, evs, spec.window_ms, view) {
-                        Sending::Sent(o) => outcomes.push(o),
-                        Sending::SendFailed => failed += 1,
-                        Sending::InFlight => {}
+            return;
+        };
+        let ci = ChannelKind::ALL
+            .iter()
+            .position(|c| *c == probe.channel)
+            .unwrap_or(0);
+        let config = self.config;
+        let group = self.groups[ti][ci].get_or_insert_with(|| Group {
+            spec: channel_spec(config, &config.targets[ti], probe.channel),
+            reviewed: Vec::new(),
+            latencies: Vec::new(),
+            failed: 0,
+            overridden: 0,
+            classified: Vec::new(),
+        });
+        let overridden = events.iter().filter(|e| e.kind != e.classified).count() as u64;
+        group.overridden += overridden;
+        let keep_id = self.options.per_probe;
+        let window = group.spec.window_ms;
+        match probe::reduce_rows(
+            probe,
+            events,
+            window,
+            View::Reviewed,
+            keep_id,
+            &mut group.latencies,
+        ) {
+            Sending::Sent(o) => {
+                if overridden > 0 {
+                    self.scratch.clear();
+                    if let Sending::Sent(c) = probe::reduce_rows(
+                        probe,
+                        events,
+                        window,
+                        View::Classifier,
+                        keep_id,
+                        &mut self.scratch,
+                    ) {
+                        group.classified.push((group.reviewed.len(), c));
                     }
                 }
-                score_channel(&spec, &outcomes, failed, input.now)
-            };
-            let mut reviewed = run(View::Reviewed);
-            let overridden = mine
-                .iter()
-                .flat_map(|p| events_of.get(p.id.as_str()).into_iter().flatten())
-                .filter(|e| e.overridden_from.is_some())
-                .count() as u64;
-            if overridden > 0 {
-                let classified = run(View::Classifier);
-                let before: HashMap<_, _> = classified.figures().into_iter().collect();
-                reviewed.overrides.changed = reviewed
-                    .figures()
-                    .into_iter()
-                    .filter(|(k, v)| before.get(k) != Some(v))
-                    .map(|(k, _)| k.to_owned())
-                    .collect();
+                group.reviewed.push(o);
             }
-            reviewed.overrides.events = overridden;
-            channels.push(reviewed);
+            Sending::SendFailed => group.failed += 1,
+            Sending::InFlight => {}
         }
-        targets.push(TargetScore {
-            id: t.id.clone(),
-            name: t.name.clone(),
-            timezone: t.timezone_name.clone(),
-            availability: t.claims.availability.as_ref().map(|a| match a {
-                Availability::AlwaysOn => "24/7".to_owned(),
-                Availability::Calendar(id) => id.clone(),
-            }),
-            channels,
-        });
     }
-    let unknown_targets = by_target
-        .into_iter()
-        .filter(|(id, _)| input.targets.is_empty() || input.targets.iter().any(|t| t == id))
-        .map(|(id, ps)| UnknownTarget {
-            id: id.to_owned(),
-            probes: ps.len() as u64,
-        })
-        .collect();
-    ScoredModel {
-        generated_at: input.now,
-        window_from: input
-            .since
-            .or_else(|| selected.iter().map(|p| probe_time(p)).min()),
-        window_to: input.until.unwrap_or(input.now),
-        config_sha256: input.config.sha256.clone(),
-        targets,
-        unknown_targets,
+
+    /// Scores what was added. The target × channel groups are scored on all cores (they are
+    /// independent; a large archive has a million outcomes to sort through).
+    pub fn finish(mut self) -> ScoredModel {
+        let config = self.config;
+        let now = self.now;
+        let per_probe = self.options.per_probe;
+        let mut jobs: Vec<(usize, ChannelKind, Group)> = Vec::new();
+        for (ti, t) in config.targets.iter().enumerate() {
+            if !self.targets.is_empty() && !self.targets.contains(&t.id) {
+                continue;
+            }
+            for (ci, &kind) in ChannelKind::ALL.iter().enumerate() {
+                let group = self.groups[ti][ci].take();
+                if t.channel(kind).is_none() && group.is_none() {
+                    continue;
+                }
+                let g = group.unwrap_or_else(|| Group {
+                    spec: channel_spec(config, t, kind),
+                    reviewed: Vec::new(),
+                    latencies: Vec::new(),
+                    failed: 0,
+                    overridden: 0,
+                    classified: Vec::new(),
+                });
+                jobs.push((ti, kind, g));
+            }
+        }
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(jobs.len());
+        let mut scored: Vec<(usize, usize, ChannelScore)> = if workers <= 1 {
+            jobs.into_iter()
+                .enumerate()
+                .map(|(i, (ti, kind, g))| {
+                    let t = &config.targets[ti];
+                    (i, ti, score_group(t, kind, g, now, per_probe))
+                })
+                .collect()
+        } else {
+            let mut shares: Vec<Vec<(usize, usize, ChannelKind, Group)>> =
+                (0..workers).map(|_| Vec::new()).collect();
+            for (i, (ti, kind, g)) in jobs.into_iter().enumerate() {
+                shares[i % workers].push((i, ti, kind, g));
+            }
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = shares
+                    .into_iter()
+                    .map(|share| {
+                        scope.spawn(move || {
+                            share
+                                .into_iter()
+                                .map(|(i, ti, kind, g)| {
+                                    let t = &config.targets[ti];
+                                    (i, ti, score_group(t, kind, g, now, per_probe))
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("scoring thread panicked"))
+                    .collect()
+            })
+        };
+        scored.sort_by_key(|(i, ..)| *i);
+        let mut scored = scored.into_iter().peekable();
+        let mut targets = Vec::new();
+        for (ti, t) in config.targets.iter().enumerate() {
+            if !self.targets.is_empty() && !self.targets.contains(&t.id) {
+                continue;
+            }
+            let mut channels = Vec::new();
+            while let Some((_, _, c)) = scored.next_if(|(_, of, _)| *of == ti) {
+                channels.push(c);
+            }
+            targets.push(TargetScore {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                timezone: t.timezone_name.clone(),
+                availability: t.claims.availability.as_ref().map(|a| match a {
+                    Availability::AlwaysOn => "24/7".to_owned(),
+                    Availability::Calendar(id) => id.clone(),
+                }),
+                channels,
+                claims: ClaimSummary {
+                    source: t.claims.source.clone(),
+                    captured: t.claims.captured.to_string(),
+                    languages: t.claims.languages.clone(),
+                    note: t.claims.note.clone(),
+                    verified: t.verified,
+                },
+            });
+        }
+        ScoredModel {
+            generated_at: now,
+            window_from: self.since.or(self.window_from),
+            window_to: self.until.unwrap_or(now),
+            config_sha256: config.sha256.clone(),
+            targets,
+            unknown_targets: std::mem::take(&mut self.unknown)
+                .into_iter()
+                .map(|(id, probes)| UnknownTarget { id, probes })
+                .collect(),
+            method: method(config),
+        }
+    }
+}
+
+/// Scores one target × channel group of a [`Scorer`].
+fn score_group(
+    t: &crate::config::Target,
+    kind: ChannelKind,
+    mut g: Group,
+    now: Millis,
+    per_probe: bool,
+) -> ChannelScore {
+    let mut reviewed = score_channel(&g.spec, &g.reviewed, g.failed, &g.latencies, now);
+    if g.overridden > 0 {
+        let mut outcomes = g.reviewed.clone();
+        for (i, o) in std::mem::take(&mut g.classified) {
+            outcomes[i] = o;
+        }
+        let classified = score_channel(&g.spec, &outcomes, g.failed, &[], now);
+        let before: HashMap<_, _> = classified.figures().into_iter().collect();
+        reviewed.overrides.changed = reviewed
+            .figures()
+            .into_iter()
+            .filter(|(k, v)| before.get(k) != Some(v))
+            .map(|(k, _)| k.to_owned())
+            .collect();
+    }
+    reviewed.overrides.events = g.overridden;
+    reviewed.claimed_first_response_s = t
+        .claims
+        .first_response
+        .get(kind)
+        .map(|d| seconds(duration_ms(d)));
+    if per_probe {
+        // In send order, as the evidence is listed.
+        g.reviewed
+            .sort_by(|a, b| (a.t0, &a.probe_id).cmp(&(b.t0, &b.probe_id)));
+        reviewed.probes = probe_scores(&g.spec, &g.reviewed, now);
+    }
+    reviewed
+}
+
+fn method(config: &Config) -> Method {
+    Method {
+        compliance_target: config.settings.compliance_target,
+        observation_window_s: ChannelKind::ALL
+            .iter()
+            .map(|&c| {
+                (
+                    c,
+                    seconds(duration_ms(*config.settings.observation_window.get(c))),
+                )
+            })
+            .collect(),
+        business_hours: config.settings.business_hours.clone(),
+        calendars: config
+            .calendars
+            .iter()
+            .map(|c| CalendarSummary {
+                id: c.id.clone(),
+                timezone: c.timezone_name.clone(),
+                hours: c.hours.clone(),
+                holidays: c.holidays.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
     }
 }
 

@@ -16,7 +16,7 @@
 //!
 //! Pure: no SQL, no I/O, no clock.
 
-use crate::model::{Event, EventKind, Millis, Probe, ProbeStatus, Urgency};
+use crate::model::{ChannelKind, Event, EventKind, Millis, Probe, ProbeStatus, Urgency};
 
 /// Which event kinds scoring reads: as reviewed (overrides applied) or as first classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,22 +27,84 @@ pub enum View {
     Classifier,
 }
 
-fn kind(e: &Event, view: View) -> EventKind {
-    match view {
-        View::Reviewed => e.kind,
-        View::Classifier => e.overridden_from.unwrap_or(e.kind),
-    }
-}
-
-/// A sent probe, as scoring sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeOutcome {
+/// A probe as scoring reads it: only the fields scoring needs, borrowed, so a scan over a
+/// large store allocates nothing per probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeRow<'a> {
     /// The probe's id.
-    pub probe_id: String,
+    pub id: &'a str,
+    /// Its target.
+    pub target: &'a str,
+    /// Its channel.
+    pub channel: ChannelKind,
+    /// Its lifecycle status.
+    pub status: ProbeStatus,
+    /// When the remote accepted it.
+    pub sent_at: Option<Millis>,
+    /// When its row was committed, just before the send.
+    pub created_at: Millis,
     /// The script's urgency.
     pub urgency: Urgency,
     /// The language the probe was written in.
-    pub language: String,
+    pub language: &'a str,
+    /// Whether a send error was recorded.
+    pub send_error: bool,
+}
+
+impl<'a> From<&'a Probe> for ProbeRow<'a> {
+    fn from(p: &'a Probe) -> Self {
+        ProbeRow {
+            id: &p.id,
+            target: &p.target,
+            channel: p.channel,
+            status: p.status,
+            sent_at: p.sent_at,
+            created_at: p.created_at,
+            urgency: p.urgency,
+            language: &p.language,
+            send_error: p.send_error.is_some(),
+        }
+    }
+}
+
+/// An event as scoring reads it (borrowed, see [`ProbeRow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRow<'a> {
+    /// The kind as reviewed (the newest override, else the classifier's).
+    pub kind: EventKind,
+    /// The classifier's own kind.
+    pub classified: EventKind,
+    /// The server's time.
+    pub occurred_at: Millis,
+    /// When deskprobe saw it.
+    pub observed_at: Millis,
+    /// Detected language.
+    pub language: Option<&'a str>,
+    /// Whether the script's expected facts were stated.
+    pub facts_matched: Option<bool>,
+}
+
+impl<'a> From<&'a Event> for EventRow<'a> {
+    fn from(e: &'a Event) -> Self {
+        EventRow {
+            kind: e.kind,
+            classified: e.overridden_from.unwrap_or(e.kind),
+            occurred_at: e.occurred_at,
+            observed_at: e.observed_at,
+            language: e.language.as_deref(),
+            facts_matched: e.facts_matched,
+        }
+    }
+}
+
+/// A sent probe, as scoring sees it. Kept small (no text, no list): a report holds one per
+/// probe of the window, a million of them on a large archive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeOutcome {
+    /// The probe's id (empty when the scorer was asked not to keep ids).
+    pub probe_id: String,
+    /// The script's urgency.
+    pub urgency: Urgency,
     /// Send time: `sent_at`, else `created_at`.
     pub t0: Millis,
     /// End of the observation window, t0 + W.
@@ -53,12 +115,11 @@ pub struct ProbeOutcome {
     pub ack_at: Option<Millis>,
     /// First human event within the window.
     pub human_at: Option<Millis>,
-    /// Detected language of the first human response.
-    pub human_language: Option<String>,
+    /// Whether the first human response is in the probe's language (same primary subtag);
+    /// `None` when its language was not detected.
+    pub human_language_match: Option<bool>,
     /// Whether the first human response stated the script's expected facts.
     pub human_facts: Option<bool>,
-    /// observed_at − occurred_at of each response within the window, in ms.
-    pub latencies: Vec<i64>,
 }
 
 impl ProbeOutcome {
@@ -67,15 +128,13 @@ impl ProbeOutcome {
         ProbeOutcome {
             probe_id: id.to_owned(),
             urgency: Urgency::Normal,
-            language: "en".into(),
             t0,
             horizon: t0.saturating_add(window_ms),
             bounced: false,
             ack_at: None,
             human_at: None,
-            human_language: None,
+            human_language_match: None,
             human_facts: None,
-            latencies: Vec::new(),
         }
     }
 
@@ -111,29 +170,54 @@ pub enum Sending {
 }
 
 /// Reduces a probe and its events (any order; others' events are skipped) to what scoring
-/// needs, with the observation window `window_ms`.
+/// needs, with the observation window `window_ms`. The measurement latencies of its responses
+/// are left out (see [`reduce_rows`]).
 pub fn reduce(probe: &Probe, events: &[&Event], window_ms: i64, view: View) -> Sending {
-    let t0 = match probe.status {
-        ProbeStatus::Planned | ProbeStatus::Sending => return Sending::InFlight,
-        ProbeStatus::SendFailed => return Sending::SendFailed,
-        ProbeStatus::Closed if probe.sent_at.is_none() && probe.send_error.is_some() => {
-            return Sending::SendFailed;
-        }
-        ProbeStatus::Sent | ProbeStatus::SentUnconfirmed | ProbeStatus::Closed => {
-            probe.sent_at.unwrap_or(probe.created_at)
-        }
-    };
-    let mut out = ProbeOutcome::sent(&probe.id, t0, window_ms);
-    out.urgency = probe.urgency;
-    out.language = probe.language.clone();
     let mut mine: Vec<&Event> = events
         .iter()
         .copied()
         .filter(|e| e.probe_id == probe.id)
         .collect();
     mine.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
-    for e in mine {
-        let k = kind(e, view);
+    let rows: Vec<EventRow<'_>> = mine.into_iter().map(EventRow::from).collect();
+    reduce_rows(
+        &ProbeRow::from(probe),
+        &rows,
+        window_ms,
+        view,
+        true,
+        &mut Vec::new(),
+    )
+}
+
+/// Reduces a probe and its events, ordered by (occurred_at, id), to what scoring needs, with
+/// the observation window `window_ms`; pushes observed_at − occurred_at (ms) of each response
+/// within the window onto `latencies`. `keep_id` keeps the probe's id in the outcome.
+pub fn reduce_rows(
+    probe: &ProbeRow<'_>,
+    events: &[EventRow<'_>],
+    window_ms: i64,
+    view: View,
+    keep_id: bool,
+    latencies: &mut Vec<i64>,
+) -> Sending {
+    let t0 = match probe.status {
+        ProbeStatus::Planned | ProbeStatus::Sending => return Sending::InFlight,
+        ProbeStatus::SendFailed => return Sending::SendFailed,
+        ProbeStatus::Closed if probe.sent_at.is_none() && probe.send_error => {
+            return Sending::SendFailed;
+        }
+        ProbeStatus::Sent | ProbeStatus::SentUnconfirmed | ProbeStatus::Closed => {
+            probe.sent_at.unwrap_or(probe.created_at)
+        }
+    };
+    let mut out = ProbeOutcome::sent(if keep_id { probe.id } else { "" }, t0, window_ms);
+    out.urgency = probe.urgency;
+    for e in events {
+        let k = match view {
+            View::Reviewed => e.kind,
+            View::Classifier => e.classified,
+        };
         if k == EventKind::Bounce {
             out.bounced = true;
         }
@@ -142,16 +226,17 @@ pub fn reduce(probe: &Probe, events: &[&Event], window_ms: i64, view: View) -> S
         }
         match k {
             EventKind::AutoAck | EventKind::Bot => {
-                out.latencies.push(e.observed_at - e.occurred_at);
+                latencies.push(e.observed_at - e.occurred_at);
                 if out.ack_at.is_none() {
                     out.ack_at = Some(e.occurred_at);
                 }
             }
             EventKind::Human => {
-                out.latencies.push(e.observed_at - e.occurred_at);
+                latencies.push(e.observed_at - e.occurred_at);
                 if out.human_at.is_none() {
                     out.human_at = Some(e.occurred_at);
-                    out.human_language = e.language.clone();
+                    out.human_language_match =
+                        e.language.map(|l| super::same_language(l, probe.language));
                     out.human_facts = e.facts_matched;
                 }
             }

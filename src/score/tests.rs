@@ -168,6 +168,7 @@ fn always_on_from_probes_split_by_local_send_time() {
         &spec(ClaimClock::Continuous, 24 * HOUR),
         &probes,
         0,
+        &[],
         later(),
     );
     let a = s.availability_24_7.clone().unwrap();
@@ -186,6 +187,7 @@ fn always_on_from_probes_split_by_local_send_time() {
         &spec(ClaimClock::Continuous, 24 * HOUR),
         &probes,
         0,
+        &[],
         later(),
     );
     let a = s.availability_24_7.unwrap();
@@ -213,6 +215,7 @@ fn calendar_claims_get_no_24_7_verdict() {
         &spec(cal.clone(), 75 * MIN),
         std::slice::from_ref(&p),
         0,
+        &[],
         later(),
     );
     assert!(s.availability_24_7.is_none());
@@ -220,7 +223,7 @@ fn calendar_claims_get_no_24_7_verdict() {
     assert_eq!(sla.clock, "sg-office");
     assert_eq!((sla.split.eligible, sla.split.met), (1, 1));
     // One minute less promised: missed.
-    let s = score_channel(&spec(cal, 74 * MIN), &[p], 0, later());
+    let s = score_channel(&spec(cal, 74 * MIN), &[p], 0, &[], later());
     assert_eq!(s.sla.unwrap().split.met, 0);
 }
 
@@ -288,7 +291,22 @@ fn reduce_applies_the_definitions() {
     assert!(o.bounced);
     assert_eq!(o.ack_at, Some(t0 + 2 * MIN));
     assert_eq!(o.human_at, Some(t0 + HOUR));
-    assert_eq!(o.latencies, vec![2000, 2000, 2000]);
+    let mut mine: Vec<&Event> = refs.iter().copied().filter(|e| e.probe_id == "p").collect();
+    mine.sort_by_key(|e| e.occurred_at);
+    let rows: Vec<probe::EventRow<'_>> = mine.into_iter().map(probe::EventRow::from).collect();
+    let mut latencies = Vec::new();
+    let Sending::Sent(same) = probe::reduce_rows(
+        &probe::ProbeRow::from(&p),
+        &rows,
+        7 * DAY,
+        View::Reviewed,
+        true,
+        &mut latencies,
+    ) else {
+        panic!("a sent probe");
+    };
+    assert_eq!(same, o);
+    assert_eq!(latencies, vec![2000, 2000, 2000]);
 
     // sent_unconfirmed without sent_at: t0 = created_at.
     let u = stored_probe("u", ProbeStatus::SentUnconfirmed, None);
@@ -332,7 +350,7 @@ fn counts_censoring_and_sla_states() {
         answered("late", sgt(0, 3), Some(30 * HOUR)), // missed
         answered("pending", sgt(2, 12), None),        // 12 h in: pending
     ];
-    let s = score_channel(&sp, &probes, 2, now);
+    let s = score_channel(&sp, &probes, 2, &[], now);
     assert_eq!(s.sent, 4);
     assert_eq!(s.send_failed, 2);
     assert_eq!(s.bounced, 1);
@@ -365,7 +383,7 @@ fn unobserved_when_the_window_closes_before_a_calendar_deadline() {
     let mut sp = spec(cal, 5 * MIN);
     sp.window_ms = HOUR;
     let p = ProbeOutcome::sent("chat", sgt(4, 20), HOUR);
-    let s = score_channel(&sp, &[p], 0, later());
+    let s = score_channel(&sp, &[p], 0, &[], later());
     let sla = s.sla.unwrap();
     assert_eq!((sla.split.eligible, sla.unobserved), (0, 1));
     assert_eq!(s.never_replied, 1);
@@ -375,7 +393,7 @@ fn unobserved_when_the_window_closes_before_a_calendar_deadline() {
 fn no_claim_means_no_sla() {
     let mut sp = spec(ClaimClock::Continuous, HOUR);
     sp.sla = None;
-    let s = score_channel(&sp, &[answered("a", sgt(0, 1), Some(MIN))], 0, later());
+    let s = score_channel(&sp, &[answered("a", sgt(0, 1), Some(MIN))], 0, &[], later());
     assert!(s.sla.is_none() && s.availability_24_7.is_none());
     assert!(s.hour_of_week.met.is_none());
     assert_eq!(s.human_replied, 1);
@@ -384,19 +402,20 @@ fn no_claim_means_no_sla() {
 #[test]
 fn language_facts_and_urgency() {
     let mut a = answered("a", sgt(0, 1), Some(HOUR));
-    a.human_language = Some("en".into());
+    a.human_language_match = Some(true);
     a.human_facts = Some(true);
+    // A zh probe answered in en.
     let mut b = answered("b", sgt(0, 2), Some(3 * HOUR));
-    b.language = "zh".into();
-    b.human_language = Some("en".into());
+    b.human_language_match = Some(false);
     b.human_facts = Some(false);
     b.urgency = Urgency::Urgent;
     let mut c = answered("c", sgt(0, 3), Some(2 * HOUR));
-    c.human_language = None;
+    c.human_language_match = None;
     let s = score_channel(
         &spec(ClaimClock::Continuous, DAY),
         &[a, b, c, answered("d", sgt(0, 4), None)],
         0,
+        &[],
         later(),
     );
     assert_eq!((s.language_match.hits, s.language_match.checked), (1, 2));
@@ -642,7 +661,7 @@ proptest! {
     ) {
         let now = monday() + now_h * HOUR;
         let clock = if calendar { office_clock() } else { ClaimClock::Continuous };
-        let s = score_channel(&spec(clock, 8 * HOUR), &build(&raw, now), 0, now);
+        let s = score_channel(&spec(clock, 8 * HOUR), &build(&raw, now), 0, &[], now);
         let sla = s.sla.as_ref().unwrap();
         prop_assert!(sla.split.met <= sla.split.eligible);
         prop_assert!(sla.split.eligible <= s.sent);
@@ -692,8 +711,8 @@ proptest! {
         let off_hours = calendar::hour_of_week(&sp.tz, p.t0)
             .is_some_and(|(how, minute)| !sp.business_hours.contains(how / 24, minute));
 
-        let before = score_channel(&sp, &before_probes, 0, now);
-        let after = score_channel(&sp, &after_probes, 0, now);
+        let before = score_channel(&sp, &before_probes, 0, &[], now);
+        let after = score_channel(&sp, &after_probes, 0, &[], now);
         let (b, a) = (before.sla.unwrap(), after.sla.unwrap());
         prop_assert!(a.split.met >= b.split.met);
         prop_assert!(not_worse(b.verdict, a.verdict), "{:?} → {:?}", b.verdict, a.verdict);

@@ -12,7 +12,8 @@ use std::collections::HashSet;
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    PROBE_COLUMNS, RawProbe, Store, StoreError, json, json_list, parse_name, put_raw, q, raw_probe,
+    CachedExecute, PROBE_COLUMNS, RawProbe, Store, StoreError, json, json_list, parse_name,
+    put_raw, q, raw_probe,
 };
 use crate::model::{Event, EventKind, Millis, Probe};
 
@@ -304,7 +305,7 @@ impl Store {
         let mut out = ImportOutcome::default();
         for (line, p) in &batch.probes {
             let n = tx
-                .execute(
+                .execute_cached(
                     "INSERT OR IGNORE INTO probes (id, target, channel, script, persona, \
                      language, urgency, status, token, message_id, sender, recipient, subject, \
                      raw_sha256, created_at, sent_at, send_error, closed_at, vantage) \
@@ -365,7 +366,7 @@ impl Store {
                 None => false,
             };
             let n = tx
-                .execute(
+                .execute_cached(
                     "INSERT OR IGNORE INTO events (id, probe_id, kind, occurred_at, observed_at, \
                      source, match_method, language, facts_matched, reasons, raw_sha256) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -387,7 +388,7 @@ impl Store {
             if n == 1 {
                 out.events_new += 1;
                 if let (Some(sha), false) = (&e.raw_sha256, raw_stored) {
-                    tx.execute(
+                    tx.execute_cached(
                         "INSERT OR IGNORE INTO event_raw_refs (event_id, raw_sha256) \
                          VALUES (?1, ?2)",
                         params![e.id, sha],
@@ -403,7 +404,7 @@ impl Store {
                 out.events_known += 1;
                 if let (Some(sha), true) = (&e.raw_sha256, raw_stored) {
                     // The raw message arrived with a later bundle: attach it.
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE events SET raw_sha256 = ?2 WHERE id = ?1 AND raw_sha256 IS NULL",
                         params![e.id, sha],
                     )
@@ -431,7 +432,7 @@ impl Store {
         }
         for (line, o) in &batch.overrides {
             let n = tx
-                .execute(
+                .execute_cached(
                     "INSERT OR IGNORE INTO overrides (id, event_id, kind, reason, reviewer, at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
@@ -466,7 +467,8 @@ impl Store {
 }
 
 fn exists(conn: &rusqlite::Connection, sql: &str, id: &str, what: &'static str) -> Result<bool> {
-    conn.query_row(sql, [id], |_| Ok(()))
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.query_row([id], |_| Ok(())))
         .optional()
         .map(|o| o.is_some())
         .map_err(sq(what))

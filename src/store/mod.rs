@@ -81,7 +81,22 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/001_init.sql")),
         M::up(include_str!("migrations/002_schedule.sql")),
         M::up(include_str!("migrations/003_evidence.sql")),
+        M::up(include_str!("migrations/004_channels.sql")),
+        M::up(include_str!("migrations/005_score_index.sql")),
     ])
+}
+
+/// `execute` through the connection's statement cache: the hot loops (storing a fetched batch,
+/// importing a bundle) run the same few statements hundreds of thousands of times, and
+/// preparing one costs more than running it.
+pub(crate) trait CachedExecute {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+}
+
+impl CachedExecute for Connection {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
 }
 
 /// Hex SHA-256 of raw bytes: the key of raw evidence.
@@ -172,6 +187,14 @@ pub struct ProbeBrief {
     pub target: String,
     pub script: String,
     pub language: String,
+}
+
+/// How far a probe index was loaded: the last `probes` and `probe_refs` rowids seen
+/// ([`Store::extend_probe_index`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexCursor {
+    pub probes: i64,
+    pub refs: i64,
 }
 
 /// Where an IMAP folder was read up to.
@@ -707,6 +730,60 @@ impl Store {
         .map_err(q("list probe briefs"))
     }
 
+    /// Adds to `index` and `briefs` the probes and learnt helpdesk references stored after
+    /// `since`, in the order they were stored, and returns where it got to: a long-lived
+    /// matcher (an IDLE watcher wakes on every new message) stays current without reloading
+    /// every probe on every wake. Probes and references are never deleted or changed, so
+    /// what was loaded stays valid.
+    pub fn extend_probe_index(
+        &self,
+        index: &mut ProbeIndex,
+        briefs: &mut std::collections::HashMap<String, ProbeBrief>,
+        since: IndexCursor,
+    ) -> Result<IndexCursor> {
+        let mut next = since;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, id, token, message_id, target, script, language FROM probes \
+                 WHERE rowid > ?1 ORDER BY rowid",
+            )
+            .map_err(q("index probes"))?;
+        let mut rows = stmt.query([since.probes]).map_err(q("index probes"))?;
+        while let Some(r) = rows.next().map_err(q("index probes"))? {
+            next.probes = r.get(0).map_err(q("index probes"))?;
+            let id: String = r.get(1).map_err(q("index probes"))?;
+            let token: String = r.get(2).map_err(q("index probes"))?;
+            index.insert_token(&token, &id);
+            if let Some(mid) = r.get::<_, Option<String>>(3).map_err(q("index probes"))? {
+                index.insert_message_id(&mid, &id);
+            }
+            let brief = ProbeBrief {
+                target: r.get(4).map_err(q("index probes"))?,
+                script: r.get(5).map_err(q("index probes"))?,
+                language: r.get(6).map_err(q("index probes"))?,
+            };
+            briefs.insert(id, brief);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, probe_id, reference FROM probe_refs WHERE rowid > ?1 \
+                 ORDER BY rowid",
+            )
+            .map_err(q("index probe references"))?;
+        let mut rows = stmt
+            .query([since.refs])
+            .map_err(q("index probe references"))?;
+        while let Some(r) = rows.next().map_err(q("index probe references"))? {
+            next.refs = r.get(0).map_err(q("index probe references"))?;
+            let id: String = r.get(1).map_err(q("index probe references"))?;
+            let reference: String = r.get(2).map_err(q("index probe references"))?;
+            index.insert_ticket_ref(&reference, &id);
+        }
+        Ok(next)
+    }
+
     /// The cursor of one IMAP folder.
     pub fn cursor(&self, mailbox: &str, folder: &str) -> Result<Option<Cursor>> {
         self.conn
@@ -742,7 +819,7 @@ impl Store {
             let source = imap_source(mailbox, folder, cursor.uidvalidity, m.uid);
             let sha = put_raw(&tx, &m.raw)?;
             let inserted = tx
-                .execute(
+                .execute_cached(
                     "INSERT OR IGNORE INTO messages (source, mailbox, folder, uidvalidity, uid, \
                      raw_sha256, internal_date, observed_at, date_header, received, from_addr, \
                      subject, header_message_id, problems) \
@@ -772,7 +849,7 @@ impl Store {
             out.stored += 1;
             let Some(ev) = &m.event else { continue };
             let message_row = tx.last_insert_rowid();
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO events (id, probe_id, kind, occurred_at, observed_at, source, \
                  match_method, language, facts_matched, reasons, raw_sha256, message) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -793,7 +870,7 @@ impl Store {
             )
             .map_err(q("insert event"))?;
             for reference in &ev.refs {
-                tx.execute(
+                tx.execute_cached(
                     "INSERT OR IGNORE INTO probe_refs (probe_id, reference, learnt_at) \
                      VALUES (?1, ?2, ?3)",
                     params![ev.probe_id, reference, m.observed_at],
@@ -802,7 +879,7 @@ impl Store {
             }
             out.matched += 1;
         }
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO imap_cursors (mailbox, folder, uidvalidity, last_uid, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (mailbox, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, \
@@ -1005,7 +1082,7 @@ pub fn imap_source(mailbox: &str, folder: &str, uidvalidity: u32, uid: u32) -> S
 
 fn put_raw(tx: &Transaction<'_>, raw: &[u8]) -> Result<String> {
     let sha = sha256_hex(raw);
-    tx.execute(
+    tx.execute_cached(
         "INSERT OR IGNORE INTO raw_messages (sha256, size, data) VALUES (?1, ?2, ?3)",
         params![sha, raw.len() as i64, raw],
     )
@@ -1126,9 +1203,21 @@ impl StoreHandle {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+
+    /// Runs `f` with exclusive access to the store on the current worker thread, which tokio
+    /// is told may block (multi-threaded runtime only). Unlike [`Self::call`], `f` may borrow:
+    /// for long read-only passes such as scoring a window, whose closure borrows the config.
+    pub fn blocking<R>(&self, f: impl FnOnce(&mut Store) -> Result<R>) -> Result<R> {
+        tokio::task::block_in_place(|| {
+            let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+    }
 }
 
+pub mod channels;
 pub mod evidence;
+mod scan;
 
 #[cfg(test)]
 mod tests;

@@ -161,3 +161,43 @@ fn migrations_are_valid_and_reopen_keeps_data() {
     let s = Store::open(&path).unwrap();
     assert_eq!(s.probe("p1").unwrap().token, "dp0000000001");
 }
+
+#[test]
+fn api_events_with_the_same_vendor_id_stay_apart_per_probe() {
+    // Two vendor accounts (targets) can hand out the same chat/event ids.
+    let mut s = Store::open_in_memory().unwrap();
+    s.insert_sending_probe(&probe("p1", "dp0000000001", 10), None)
+        .unwrap();
+    s.insert_sending_probe(&probe("p2", "dp0000000002", 10), None)
+        .unwrap();
+    let ev = channels::NewApiEvent {
+        kind: EventKind::Human,
+        occurred_at: 100,
+        observed_at: 101,
+        source: "livechat:CHAT1/EV1".into(),
+        language: None,
+        facts_matched: None,
+        reasons: vec![],
+        raw: b"{}".to_vec(),
+    };
+    let update = channels::SessionUpdate {
+        state: None,
+        queue_position: None,
+        queue_wait_s: None,
+        human_at: Some(100),
+    };
+    for p in ["p1", "p2"] {
+        assert_eq!(
+            s.store_api_events(p, std::slice::from_ref(&ev), &update, 101)
+                .unwrap(),
+            1
+        );
+        // Seen again on the next poll: stored once.
+        assert_eq!(
+            s.store_api_events(p, std::slice::from_ref(&ev), &update, 102)
+                .unwrap(),
+            0
+        );
+    }
+    assert_eq!(s.count_events(EventKind::Human).unwrap(), 2);
+}

@@ -240,3 +240,67 @@ pub fn header(raw: &[u8], name: &str) -> Option<String> {
         n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
     })
 }
+
+/// Adds `lines` to the `[settings]` table of the test config at `path`.
+pub fn add_settings(path: &Path, lines: &str) {
+    let text = std::fs::read_to_string(path).expect("read test config");
+    let text = text.replacen("[settings]\n", &format!("[settings]\n{lines}\n"), 1);
+    std::fs::write(path, text).expect("write test config");
+}
+
+/// A verified target `bybit` (UTC, 24/7) with the given `[[target.channel]]` tables and
+/// `[target.rules]` lines, to append with [`extend_config`].
+pub fn api_target(channels: &str, rules: &str) -> String {
+    format!(
+        r#"
+[[target]]
+id = "bybit"
+name = "Bybit"
+timezone = "UTC"
+verified = true
+[target.claims]
+source = "https://claims.example/bybit"
+captured = "2026-11-01"
+availability = "24/7"
+first-response = {{ ticket = "24h", chat = "5m" }}
+{channels}
+[target.rules]
+{rules}
+"#
+    )
+}
+
+/// Sends one probe of `channel` to target `bybit` with the CLI; returns its id and the exit
+/// code.
+pub async fn send_api_probe(
+    config: &Path,
+    db: &Path,
+    channel: &str,
+) -> (String, Option<i32>, String) {
+    let out = run(
+        config,
+        db,
+        &[
+            "send",
+            "--target",
+            "bybit",
+            "--channel",
+            channel,
+            "--script",
+            "withdrawal",
+            "--persona",
+            "lin",
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "deskprobe panicked:\n{stderr}"
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        out.status.code(),
+        stderr,
+    )
+}
