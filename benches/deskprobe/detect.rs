@@ -243,10 +243,7 @@ pub async fn run(table: &mut Table, quick: bool, replies: usize, history: usize)
         started.elapsed().as_secs_f64()
     );
 
-    let mut daemon = util::deskprobe(&config_path, &db, &["run"]);
-    daemon.stdout(std::process::Stdio::null());
-    daemon.stderr(std::process::Stdio::inherit());
-    let mut daemon = daemon.spawn().expect("spawn deskprobe run");
+    let daemon = util::Daemon::start(&config_path, &db);
     let sources = vec!["imap:shopper/INBOX".to_owned()];
     util::eventually(30, "the daemon's watcher", || {
         util::watchers_up(&db, &sources).then_some(())
@@ -317,13 +314,7 @@ pub async fn run(table: &mut Table, quick: bool, replies: usize, history: usize)
     let rows = poller.join().expect("poller");
     observer.abort();
     // SIGTERM: the daemon persists its cursors and exits.
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(daemon.id() as libc::pid_t, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || daemon.wait())
-        .await
-        .expect("wait daemon")
-        .expect("daemon status");
-    assert!(status.success(), "deskprobe run exited {status}");
+    daemon.stop().await;
 
     let mut matched = 0;
     for (subject, seen, m) in &rows {

@@ -37,10 +37,7 @@ pub async fn run(table: &mut Table, window: Duration) {
     let config_path = util::write_config(servers.dir(), &text);
     let db = servers.dir().join("idle.db");
 
-    let mut daemon = util::deskprobe(&config_path, &db, &["run"]);
-    daemon.stdout(std::process::Stdio::null());
-    daemon.stderr(std::process::Stdio::inherit());
-    let mut daemon = daemon.spawn().expect("spawn deskprobe run");
+    let daemon = util::Daemon::start(&config_path, &db);
     let pid = daemon.id();
     let sources = vec![
         "imap:shopper/INBOX".to_owned(),
@@ -68,13 +65,7 @@ pub async fn run(table: &mut Table, window: Duration) {
     let (last, hwm, _) = util::proc_status(pid).expect("daemon alive");
     rss.push(last);
 
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || daemon.wait())
-        .await
-        .expect("wait daemon")
-        .expect("daemon status");
-    assert!(status.success(), "deskprobe run exited {status}");
+    daemon.stop().await;
     let conn = util::read_db(&db);
     let probes: i64 = conn
         .query_row("SELECT COUNT(*) FROM probes", [], |r| r.get(0))

@@ -346,3 +346,43 @@ pub fn watchers_up(db: &Path, sources: &[String]) -> bool {
         .is_some()
     })
 }
+
+/// A `deskprobe run` child: stopped with SIGTERM by [`Daemon::stop`], killed if the bench
+/// panics first (so no daemon outlives its benchmark).
+pub struct Daemon(Option<std::process::Child>);
+
+impl Daemon {
+    /// Starts `deskprobe run` for `config` and `db`; its logs go to our stderr.
+    pub fn start(config: &Path, db: &Path) -> Daemon {
+        let mut cmd = deskprobe(config, db, &["run"]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        Daemon(Some(cmd.spawn().expect("spawn deskprobe run")))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// SIGTERM, then waits for the exit; panics unless it exits 0.
+    pub async fn stop(mut self) {
+        let mut child = self.0.take().expect("daemon running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("wait daemon")
+            .expect("daemon status");
+        assert!(status.success(), "deskprobe run exited {status}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

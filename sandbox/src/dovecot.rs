@@ -111,6 +111,11 @@ first_valid_uid = 1
 first_valid_gid = 1
 recipient_delimiter = +
 lmtp_save_to_detail_mailbox = no
+# The benchmark watches the mailbox with a dozen check_imap_receive processes beside
+# deskprobe, all as the same user from 127.0.0.1 (Dovecot allows 10 by default).
+protocol imap {{
+  mail_max_userip_connections = 100
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%n {d}/dovecot/users
