@@ -171,7 +171,9 @@ fn poll_rows(
 /// Starts one check_imap_receive for `marker` at `at`; returns its exit instant.
 async fn peer(port: u16, marker: String, interval: u64, at: tokio::time::Instant) -> Instant {
     tokio::time::sleep_until(at).await;
-    let out = tokio::process::Command::new(CHECK_IMAP_RECEIVE)
+    let mut cmd = std::process::Command::new(CHECK_IMAP_RECEIVE);
+    util::die_with_parent(&mut cmd);
+    let out = tokio::process::Command::from(cmd)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .args([
             "-U",

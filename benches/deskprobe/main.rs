@@ -80,6 +80,12 @@ fn options() -> Options {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`: the small run is
+    // `scripts/bench --quick` (scripts/test), so there is nothing to do here.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("deskprobe benchmarks: run them with scripts/bench (or scripts/bench --quick)");
+        return;
+    }
     let o = options();
     let wanted = |name: &str| o.only.is_empty() || o.only.iter().any(|w| w == name);
     if wanted("detect") {

@@ -358,6 +358,7 @@ impl Daemon {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        die_with_parent(&mut cmd);
         Daemon(Some(cmd.spawn().expect("spawn deskprobe run")))
     }
 
@@ -384,5 +385,18 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Makes the child get SIGTERM when the bench dies (even by a signal, when no `Drop` runs),
+/// so no daemon or checker outlives it.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
     }
 }
