@@ -101,6 +101,28 @@ pub enum SendError {
     },
 }
 
+/// The subject and body of a probe in `language`.
+fn render(
+    script: &Script,
+    language: &str,
+    persona: &Persona,
+    target: &Target,
+    token: &str,
+    probe_id: &str,
+) -> Result<(String, String), TemplateError> {
+    script.render(
+        language,
+        &TemplateContext {
+            persona_name: persona.name.clone(),
+            persona_email: persona.email.clone(),
+            target_id: target.id.clone(),
+            target_name: target.name.clone(),
+            token: token.to_owned(),
+            probe_id: probe_id.to_owned(),
+        },
+    )
+}
+
 /// A probe's Message-ID (without angle brackets): unique, and under the persona's own domain.
 pub fn message_id(probe_id: &str, token: &str, persona_email: &str) -> String {
     let domain = persona_email
@@ -223,17 +245,7 @@ pub async fn send_probe(
     } else {
         persona.email.clone()
     };
-    let (subject, body) = script.render(
-        &language,
-        &TemplateContext {
-            persona_name: persona.name.clone(),
-            persona_email: persona.email.clone(),
-            target_id: target.id.clone(),
-            target_name: target.name.clone(),
-            token: token.clone(),
-            probe_id: probe_id.clone(),
-        },
-    )?;
+    let (subject, body) = render(script, &language, persona, target, &token, &probe_id)?;
     let raw = OutboundEmail {
         from_name: persona.name.clone(),
         from: from.clone(),
@@ -364,17 +376,7 @@ async fn send_api(
     }
     let probe_id = ulid::Ulid::new().to_string();
     let token = crate::matching::new_token();
-    let (subject, body) = script.render(
-        &language,
-        &TemplateContext {
-            persona_name: persona.name.clone(),
-            persona_email: persona.email.clone(),
-            target_id: target.id.clone(),
-            target_name: target.name.clone(),
-            token: token.clone(),
-            probe_id: probe_id.clone(),
-        },
-    )?;
+    let (subject, body) = render(script, &language, persona, target, &token, &probe_id)?;
     let driver = channel.driver.clone().unwrap_or_default();
     let recipient = channel.base_url.clone().unwrap_or_else(|| {
         format!(
