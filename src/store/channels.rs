@@ -9,7 +9,10 @@
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
-use super::{PROBE_COLUMNS, RawProbe, Result, Store, StoreError, json, put_raw, q, raw_probe};
+use super::{
+    PROBE_COLUMNS, RawProbe, Result, Store, StoreError, insert_accepted_event, json, put_raw, q,
+    raw_probe,
+};
 use crate::channels::http::Exchange;
 use crate::model::{EventKind, MatchMethod, Millis, Probe};
 
@@ -89,18 +92,7 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NoSuchProbe(probe_id.to_owned()));
         }
-        tx.execute(
-            "INSERT OR IGNORE INTO events (id, probe_id, kind, occurred_at, observed_at, source, \
-             reasons) VALUES (?1, ?2, 'accepted', ?3, ?3, ?4, ?5)",
-            params![
-                ulid::Ulid::new().to_string(),
-                probe_id,
-                sent_at,
-                source,
-                r#"["remote accepted the probe"]"#
-            ],
-        )
-        .map_err(q("insert accepted event"))?;
+        insert_accepted_event(&tx, probe_id, sent_at, source)?;
         insert_refs(&tx, probe_id, refs, sent_at)?;
         if let Some(state) = session {
             insert_session(&tx, probe_id, state, sent_at)?;

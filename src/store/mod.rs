@@ -475,18 +475,7 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NoSuchProbe(probe_id.to_owned()));
         }
-        tx.execute(
-            "INSERT OR IGNORE INTO events (id, probe_id, kind, occurred_at, observed_at, source, \
-             reasons) VALUES (?1, ?2, 'accepted', ?3, ?3, ?4, ?5)",
-            params![
-                ulid::Ulid::new().to_string(),
-                probe_id,
-                sent_at,
-                source,
-                r#"["remote accepted the probe"]"#
-            ],
-        )
-        .map_err(q("insert accepted event"))?;
+        insert_accepted_event(&tx, probe_id, sent_at, source)?;
         tx.commit().map_err(q("commit sent"))
     }
 
@@ -1017,6 +1006,28 @@ impl Store {
             .map(|n| n.max(0) as u64)
             .map_err(q("count messages"))
     }
+}
+
+/// The `accepted` event of a probe the remote took at `sent_at` (idempotent by `source`).
+pub(crate) fn insert_accepted_event(
+    tx: &Transaction<'_>,
+    probe_id: &str,
+    sent_at: Millis,
+    source: &str,
+) -> Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO events (id, probe_id, kind, occurred_at, observed_at, source, \
+         reasons) VALUES (?1, ?2, 'accepted', ?3, ?3, ?4, ?5)",
+        params![
+            ulid::Ulid::new().to_string(),
+            probe_id,
+            sent_at,
+            source,
+            r#"["remote accepted the probe"]"#
+        ],
+    )
+    .map_err(q("insert accepted event"))?;
+    Ok(())
 }
 
 /// A `schedule_slots` row as read: (schedule, slot, target, channel, send_at, attempt).
