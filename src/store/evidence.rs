@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    CachedExecute, PROBE_COLUMNS, RawProbe, Store, StoreError, json, json_list, parse_name,
-    put_raw, q, raw_probe,
+    CachedExecute, EVENT_COLUMNS, PROBE_COLUMNS, RawEvent, RawProbe, Store, StoreError, event_row,
+    json, parse_name, put_raw, q, raw_probe,
 };
 use crate::model::{Event, EventKind, Millis, Probe};
 
@@ -142,73 +142,27 @@ impl Store {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let ids: HashSet<&str> = probes.iter().map(|p| p.id.as_str()).collect();
 
+        // Window queries carry no message details (the report decodes raw evidence itself).
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT e.id, e.probe_id, \
-                 COALESCE((SELECT o.kind FROM overrides o WHERE o.event_id = e.id \
-                           ORDER BY o.at DESC, o.id DESC LIMIT 1), e.kind), e.kind, \
-                 e.occurred_at, e.observed_at, e.source, e.match_method, e.language, \
-                 e.facts_matched, e.reasons, \
-                 COALESCE(e.raw_sha256, (SELECT r.raw_sha256 FROM event_raw_refs r \
-                                         WHERE r.event_id = e.id)) \
+            .prepare(&format!(
+                "SELECT {EVENT_COLUMNS}, NULL, NULL, NULL, NULL, NULL \
                  FROM events e JOIN probes p ON p.id = e.probe_id \
                  WHERE (?1 IS NULL OR COALESCE(p.sent_at, p.created_at) >= ?1) \
                  AND (?2 IS NULL OR COALESCE(p.sent_at, p.created_at) < ?2) \
-                 ORDER BY e.occurred_at, e.id",
-            )
+                 ORDER BY e.occurred_at, e.id"
+            ))
             .map_err(sq("list window events"))?;
         let rows = stmt
-            .query_map(params![since, until], |r| {
-                Ok((
-                    (
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, i64>(5)?,
-                    ),
-                    (
-                        r.get::<_, String>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                        r.get::<_, Option<bool>>(9)?,
-                        r.get::<_, String>(10)?,
-                        r.get::<_, Option<String>>(11)?,
-                    ),
-                ))
-            })
+            .query_map(params![since, until], event_row)
             .map_err(sq("list window events"))?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(sq("list window events"))?;
-        let mut events = Vec::with_capacity(rows.len());
-        for (a, b) in rows {
-            let (id, probe_id, kind, classified, occurred_at, observed_at) = a;
-            if !ids.contains(probe_id.as_str()) {
-                continue;
-            }
-            let (source, method, language, facts, reasons, raw_sha256) = b;
-            let kind: EventKind = parse_name("events.kind", kind)?;
-            let classified: EventKind = parse_name("events.kind", classified)?;
-            events.push(Event {
-                id,
-                probe_id,
-                kind,
-                overridden_from: (kind != classified).then_some(classified),
-                occurred_at,
-                observed_at,
-                source,
-                match_method: method
-                    .map(|m| parse_name("events.match_method", m))
-                    .transpose()?,
-                language,
-                facts_matched: facts,
-                reasons: json_list("events.reasons", &reasons)?,
-                raw_sha256,
-                mail: None,
-            });
-        }
+        let events = rows
+            .into_iter()
+            .filter(|r| ids.contains(r.probe_id()))
+            .map(RawEvent::into_event)
+            .collect::<std::result::Result<Vec<_>, StoreError>>()?;
         Ok(Evidence { probes, events })
     }
 
@@ -578,6 +532,10 @@ mod tests {
         assert_eq!(e1.reasons, vec!["because".to_owned()]);
         let e2 = &ev.events[1];
         assert_eq!(e2.raw_sha256, Some(super::super::sha256_hex(b"elsewhere")));
+        // The per-probe listing (`evidence`) sees the referenced hash as well.
+        let listed = s.events(&e2.probe_id).unwrap();
+        let listed = listed.iter().find(|e| e.id == e2.id).unwrap();
+        assert_eq!(listed.raw_sha256, e2.raw_sha256);
         assert_eq!(
             s.raw(e1.raw_sha256.as_deref().unwrap()).unwrap().unwrap(),
             b"raw one"

@@ -578,82 +578,18 @@ impl Store {
     pub fn events(&self, probe_id: &str) -> Result<Vec<Event>> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT e.id, e.probe_id, \
-                 COALESCE((SELECT o.kind FROM overrides o WHERE o.event_id = e.id \
-                           ORDER BY o.at DESC, o.id DESC LIMIT 1), e.kind), \
-                 e.occurred_at, e.observed_at, e.source, e.match_method, e.language, \
-                 e.facts_matched, e.reasons, e.raw_sha256, \
-                 m.id, m.date_header, m.received, m.from_addr, m.subject, e.kind \
+            .prepare(&format!(
+                "SELECT {EVENT_COLUMNS}, m.id, m.date_header, m.received, m.from_addr, m.subject \
                  FROM events e LEFT JOIN messages m ON m.id = e.message \
-                 WHERE e.probe_id = ?1 ORDER BY e.occurred_at, e.id",
-            )
+                 WHERE e.probe_id = ?1 ORDER BY e.occurred_at, e.id"
+            ))
             .map_err(q("list events"))?;
         let rows = stmt
-            .query_map([probe_id], |r| {
-                Ok((
-                    (
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                    ),
-                    (
-                        r.get::<_, Option<bool>>(8)?,
-                        r.get::<_, String>(9)?,
-                        r.get::<_, Option<String>>(10)?,
-                        r.get::<_, Option<i64>>(11)?,
-                        r.get::<_, Option<i64>>(12)?,
-                        r.get::<_, Option<String>>(13)?,
-                        r.get::<_, Option<String>>(14)?,
-                        r.get::<_, Option<String>>(15)?,
-                    ),
-                    r.get::<_, String>(16)?,
-                ))
-            })
+            .query_map([probe_id], event_row)
             .map_err(q("list events"))?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(q("list events"))?;
-        rows.into_iter()
-            .map(|(a, b, classified)| {
-                let (id, probe_id, kind, occurred_at, observed_at, source, method, language) = a;
-                let (facts, reasons, raw_sha256, msg_id, date_header, received, from, subject) = b;
-                let kind: EventKind = parse_name("events.kind", kind)?;
-                let classified: EventKind = parse_name("events.kind", classified)?;
-                Ok(Event {
-                    id,
-                    probe_id,
-                    kind,
-                    overridden_from: (kind != classified).then_some(classified),
-                    occurred_at,
-                    observed_at,
-                    source,
-                    match_method: method
-                        .map(|m| parse_name("events.match_method", m))
-                        .transpose()?,
-                    language,
-                    facts_matched: facts,
-                    reasons: json_list("events.reasons", &reasons)?,
-                    raw_sha256,
-                    mail: match msg_id {
-                        None => None,
-                        Some(_) => Some(MailMeta {
-                            date_header,
-                            received: json_list(
-                                "messages.received",
-                                received.as_deref().unwrap_or("[]"),
-                            )?,
-                            from,
-                            subject,
-                        }),
-                    },
-                })
-            })
-            .collect()
+        rows.into_iter().map(RawEvent::into_event).collect()
     }
 
     /// Raw evidence by its SHA-256.
@@ -1028,6 +964,102 @@ pub(crate) fn insert_accepted_event(
     )
     .map_err(q("insert accepted event"))?;
     Ok(())
+}
+
+/// The event columns every event query selects, in [`event_row`]'s order: the effective kind
+/// (newest override, else the classifier's), the classifier's kind, and the raw evidence hash
+/// (stored with the event, or only referenced when an import carried no bytes). Queries add
+/// five message columns (id, date header, received, from, subject), or NULLs.
+pub(crate) const EVENT_COLUMNS: &str = "e.id, e.probe_id, \
+     COALESCE((SELECT o.kind FROM overrides o WHERE o.event_id = e.id \
+               ORDER BY o.at DESC, o.id DESC LIMIT 1), e.kind), e.kind, \
+     e.occurred_at, e.observed_at, e.source, e.match_method, e.language, e.facts_matched, \
+     e.reasons, COALESCE(e.raw_sha256, \
+     (SELECT r.raw_sha256 FROM event_raw_refs r WHERE r.event_id = e.id))";
+
+/// An event row as read (see [`EVENT_COLUMNS`]).
+pub(crate) struct RawEvent {
+    id: String,
+    probe_id: String,
+    kind: String,
+    classified: String,
+    occurred_at: Millis,
+    observed_at: Millis,
+    source: String,
+    method: Option<String>,
+    language: Option<String>,
+    facts: Option<bool>,
+    reasons: String,
+    raw_sha256: Option<String>,
+    message: Option<i64>,
+    date_header: Option<Millis>,
+    received: Option<String>,
+    from: Option<String>,
+    subject: Option<String>,
+}
+
+pub(crate) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
+    Ok(RawEvent {
+        id: r.get(0)?,
+        probe_id: r.get(1)?,
+        kind: r.get(2)?,
+        classified: r.get(3)?,
+        occurred_at: r.get(4)?,
+        observed_at: r.get(5)?,
+        source: r.get(6)?,
+        method: r.get(7)?,
+        language: r.get(8)?,
+        facts: r.get(9)?,
+        reasons: r.get(10)?,
+        raw_sha256: r.get(11)?,
+        message: r.get(12)?,
+        date_header: r.get(13)?,
+        received: r.get(14)?,
+        from: r.get(15)?,
+        subject: r.get(16)?,
+    })
+}
+
+impl RawEvent {
+    /// The probe the event belongs to.
+    pub(crate) fn probe_id(&self) -> &str {
+        &self.probe_id
+    }
+
+    pub(crate) fn into_event(self) -> Result<Event> {
+        let kind: EventKind = parse_name("events.kind", self.kind)?;
+        let classified: EventKind = parse_name("events.kind", self.classified)?;
+        let mail = match self.message {
+            None => None,
+            Some(_) => Some(MailMeta {
+                date_header: self.date_header,
+                received: json_list(
+                    "messages.received",
+                    self.received.as_deref().unwrap_or("[]"),
+                )?,
+                from: self.from,
+                subject: self.subject,
+            }),
+        };
+        Ok(Event {
+            id: self.id,
+            probe_id: self.probe_id,
+            kind,
+            overridden_from: (kind != classified).then_some(classified),
+            occurred_at: self.occurred_at,
+            observed_at: self.observed_at,
+            source: self.source,
+            match_method: self
+                .method
+                .map(|m| parse_name("events.match_method", m))
+                .transpose()?,
+            language: self.language,
+            facts_matched: self.facts,
+            reasons: json_list("events.reasons", &self.reasons)?,
+            raw_sha256: self.raw_sha256,
+            mail,
+        })
+    }
 }
 
 /// A `schedule_slots` row as read: (schedule, slot, target, channel, send_at, attempt).
